@@ -165,6 +165,7 @@ def grpo_backward(
     ref_model=None,                 # frozen reference, used when cfg.kl_coef != 0
     micro_batch_size: int | None = None,  # trajectories per forward; None = whole batch
     accelerator=None,               # accelerate.Accelerator: its backward and process count
+    on_logits=None,                 # optional probe: on_logits(slice, logits [b, T, V] detached, batch) per micro-batch
 ) -> dict:                          # summed loss and token-weighted stats
     "Forward + backward over micro-batches, accumulating the gradient of the whole-batch GRPO loss."
     ids, am, lm = batch["input_ids"], batch["attention_mask"], batch["loss_mask"]
@@ -179,10 +180,15 @@ def grpo_backward(
         n_total = accelerator.gather(n_total.to(accelerator.device)[None]).sum() / accelerator.num_processes
     n_total = float(n_total)
     use_ref = ref_model is not None and cfg.kl_coef != 0
+    probe_batch = {**batch, "advantages": adv} if on_logits is not None else None
     tot = defaultdict(float); ratio_max = 0.0; ent_sum = 0.0
     for s in range(0, B, mbs):
         sl = slice(s, s + mbs)
-        logps, ent = token_logps(model, ids[sl], am[sl], cfg.temperature, return_entropy=True)
+        if on_logits is None: logps, ent = token_logps(model, ids[sl], am[sl], cfg.temperature, return_entropy=True)
+        else:                                   # reuse the training forward's logits (tempered, aligned, no grad)
+            logps, ent, logits = token_logps(model, ids[sl], am[sl], cfg.temperature, return_entropy=True, return_logits=True)
+            with torch.no_grad(): on_logits(sl, logits.detach(), probe_batch)
+            del logits
         ref = None
         if use_ref:
             with torch.no_grad(): ref, _ = token_logps(ref_model, ids[sl], am[sl], cfg.temperature)
@@ -210,11 +216,12 @@ def train_step(
     ref_model=None,                 # frozen reference (cfg.kl_coef != 0)
     micro_batch_size: int | None = None,  # gradient accumulation over micro-batches of this many trajectories
     accelerator=None,               # accelerate.Accelerator, optional
+    on_logits=None,                 # optional probe callback, see `grpo_backward`
 ) -> dict:                          # stats: loss, grad_norm, lr, entropy, clip_frac, kl, ..., skipped
     "One GRPO update: accumulate grads, clip, NaN/Inf guard, optimiser + scheduler step."
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    stats = grpo_backward(model, batch, cfg, ref_model, micro_batch_size, accelerator)
+    stats = grpo_backward(model, batch, cfg, ref_model, micro_batch_size, accelerator, on_logits)
     params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
     if accelerator is not None: gn = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
     else: gn = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
