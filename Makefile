@@ -43,3 +43,8 @@ test: setup model browser-deps test-slow test-py
 export:
 	$(BIN)/nbdev_export
 	$(BIN)/nbdev_clean
+
+# Docs site without Quarto (tools/build_docs.py): runs each notebook's fast cells, renders site/ with mkdocs,
+# offline (no CDN). Needs the venv (set up here only when it lacks mkdocs).
+docs: $(if $(wildcard $(BIN)/mkdocs),,setup)
+	$(BIN)/python tools/build_docs.py
