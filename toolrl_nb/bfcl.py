@@ -233,8 +233,9 @@ def _validate(instances: dict, name, arguments) -> str | None:
 class BfclEpisode:
     "One BFCL trajectory: owns its API instances (never shared, never global). `step` never raises."
     def __init__(self, task: Task, fmt, system_docs: list[dict], held_out: dict, limits: EnvLimits | None = None,
-                 reward: str = "binary"):
+                 reward: str = "binary", lenient: bool = False):
         self.task, self.fmt, self.limits, self.reward = task, fmt, limits or EnvLimits(), reward
+        self.lenient = lenient                       # parse actions with the format's lenient parser (evaluation)
         self.held_out = held_out                     # turn index -> docs injected at that turn (Miss Func)
         self.instances = make_instances(task)        # this trajectory's own state
         self.turns: list[list[list[tuple[str, dict]]]] = [[]]   # per turn, per action: validated calls
@@ -278,7 +279,7 @@ class BfclEpisode:
         text = action if isinstance(action, str) else str(action)
         self.messages.append({"role": "assistant", "content": text})
         self.n_actions += 1; self.n_turn_actions += 1
-        pr = self.fmt.parse(text)
+        pr = self.fmt.parse(text, lenient=self.lenient)
         errors = list(pr.errors)
         forged = bool(FORGED.search(text))
         if forged and not any("tool_response" in e for e in errors):
@@ -338,12 +339,14 @@ class BfclEnv:
                  limits: EnvLimits | None = None,  # per-trajectory limits
                  reward: str = "binary",    # "binary" (paper) | "partial" (extension)
                  seed: int = 0,             # seeds the compact mode's distractor choice (per task)
+                 lenient: bool = False,     # episodes parse actions leniently (lenient evaluation; never for training)
                 ):
         if prompt not in ("full", "compact"): raise ValueError(f"prompt must be 'full' or 'compact', not {prompt!r}")
         if fmt not in FORMATS: raise ValueError(f"unknown format {fmt!r}; have {list(FORMATS)}")
         if reward not in ("binary", "partial"): raise ValueError(f"unknown reward {reward!r}")
         self.categories, self.split, self.fmt, self.prompt = tuple(categories), split, fmt, prompt
         self.n_distractors, self.limits, self.reward, self.seed = n_distractors, limits or EnvLimits(), reward, seed
+        self.lenient = lenient
 
     def tasks(self, split: str | None = None) -> list[Task]:
         "Tasks of `split` (default: the env's) restricted to the env's categories."
@@ -365,7 +368,7 @@ class BfclEnv:
     def reset(self, task: Task, fmt: str | None = None) -> BfclEpisode:
         "A fresh episode of `task` with its own API instances."
         system_docs, held = self.prompt_docs(task)
-        return BfclEpisode(task, FORMATS[fmt or self.fmt], system_docs, held, self.limits, self.reward)
+        return BfclEpisode(task, FORMATS[fmt or self.fmt], system_docs, held, self.limits, self.reward, self.lenient)
 
     def gold_actions(self, task: Task, fmt: str | None = None) -> list[str]:
         "Deterministic assistant actions that solve `task` (see `gold_actions`)."

@@ -407,8 +407,10 @@ def gold_run(task: Task, max_chars: int = 4096) -> tuple[list, list]:
 # %% ../nbs/04_fastlane.ipynb #cdbaa514
 class FastLaneEpisode:
     "One trajectory of a fast-lane task: isolated instances, BFCL's turn rules, BFCL-style scoring."
-    def __init__(self, task: Task, fmt="json", limits: EnvLimits | None = None, reward: str = "binary"):
+    def __init__(self, task: Task, fmt="json", limits: EnvLimits | None = None, reward: str = "binary",
+                 lenient: bool = False):
         self.task, self.fmt, self.limits, self.reward = task, get_format(fmt), limits or EnvLimits(), reward
+        self.lenient = lenient   # parse actions with the format's lenient parser (evaluation)
         self.instances = make_instances(task.meta["classes"], task.meta["config"])
         missed = {f for fs in task.meta.get("missed_function", {}).values() for f in fs}
         docs = [DOCS[n] for n in task.meta["tools"] if n not in missed]
@@ -441,7 +443,7 @@ class FastLaneEpisode:
         L = self.limits
         self.messages.append({"role": "assistant", "content": action})
         self.n_actions += 1; self.n_turn_actions += 1
-        pr = self.fmt.parse(action)
+        pr = self.fmt.parse(action, lenient=self.lenient)
         if not pr.calls and not pr.errors:                      # a reply: the user turn is over
             msgs = self._close_turn(); kind = "end" if self.done else "next_turn"
             if not self.done and self.n_actions >= L.max_actions: msgs, self.done, kind = [], True, "limit"
@@ -499,6 +501,7 @@ class FastLaneEnv:
                  fmt: str = "json",                 # default call format ("json" training, "python" format OOD)
                  limits: EnvLimits | None = None,   # per-trajectory limits
                  reward: str = "binary",            # "binary" (paper) or "partial" (fraction of scored turns)
+                 lenient: bool = False,             # episodes parse actions leniently (lenient evaluation; never for training)
                 ):
         if reward not in ("binary", "partial"): raise ValueError(f"reward must be 'binary' or 'partial', not {reward!r}")
         if bad := [k for k in kinds if k not in KINDS]: raise ValueError(f"unknown kinds {bad}: pick from {KINDS}")
@@ -507,7 +510,7 @@ class FastLaneEnv:
         self.held_out = tuple(c for c in CLASSES if c not in self.classes)
         self.seed, self.n_tasks, self.n_turns, self.calls_per_turn = seed, n_tasks, tuple(n_turns), tuple(calls_per_turn)
         self.n_distractors, self.kinds, self.fmt, self.reward = n_distractors, tuple(kinds), fmt, reward
-        self.limits = limits or EnvLimits()
+        self.limits, self.lenient = limits or EnvLimits(), lenient
         get_format(fmt)
         self._cache = {}
 
@@ -533,7 +536,7 @@ class FastLaneEnv:
 
     def reset(self, task: Task, fmt: str | None = None) -> FastLaneEpisode:
         "A fresh episode of `task` with its own instances."
-        return FastLaneEpisode(task, fmt or self.fmt, self.limits, self.reward)
+        return FastLaneEpisode(task, fmt or self.fmt, self.limits, self.reward, self.lenient)
 
     def gold_actions(self, task: Task, fmt: str | None = None) -> list[str]:
         "Per turn: one action with the turn's calls then a closing reply; CLARIFY for an empty-ground-truth turn."
