@@ -46,6 +46,12 @@ def test_sigkill_mid_step_then_resume(tmp_path):
     assert traj_steps == 6                         # trajectories of every RL step, none twice
     assert (run_dir / "reward_kl.png").exists()
 
+    # the finished run's last checkpoint, evaluated from the command line into its own log
+    r = subprocess.run(TOOLRL + ["eval", str(run_dir), "--n-tasks", "1", "--modes", "strict,format_ood",
+                                 "--max-action-tokens", "8"], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "avg" in r.stdout and "format_ood" in r.stdout
+
 
 def test_bad_config_names_the_field(tmp_path):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(dict(CFG, run_dir=str(tmp_path / "r"), rollout=dict(group_size=1))))
