@@ -1,0 +1,99 @@
+"""Level 1 (no kernel): the panel's buttons and fields drive a REAL short training loop.
+
+Uses the tiny random model (`model=dict(name="tiny-random")`) on the fast lane with a tiny budget (`panel.tiny_config`),
+so an RL step takes about a second on CPU. `Button.click()` / setting `.value` fire the same handlers a browser does."""
+import json, time
+
+from toolrl_nb.panel import Panel, show_panel, tiny_config
+from toolrl_nb.trainer import checkpoints
+
+
+def wait(cond, timeout=180, every=0.05):
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond(): return True
+        time.sleep(every)
+    return False
+
+
+def test_buttons_drive_a_real_run(tmp_path):
+    p = show_panel(tiny_config(tmp_path / "run", steps=200), refresh_s=0.1)
+    try:
+        assert "ready" in p.status_w.value
+        p.start_btn.click()
+        assert p.running and p.start_btn.disabled
+        assert wait(lambda: p.step_w.value >= 2), "the step counter never reached 2"
+
+        # pause holds: status says pausing, then paused at step N, and the counter stays frozen
+        p.pause_btn.click()
+        assert "pausing at next safe point" in p.status_w.value
+        assert wait(lambda: "paused at step" in p.status_w.value, 120), p.status_w.value
+        n = p.trainer.step
+        assert f"paused at step {n}" in p.status_w.value
+        sps = max(p.sps_w.value, 0.5)
+        time.sleep(min(3 * sps, 8))                      # several step-times
+        assert p.trainer.step == n and p.step_w.value == n
+
+        # a toggle and a value while paused: logged at the step where they take effect (the paused step)
+        p.signal_ws["ops"].value = not p.signal_ws["ops"].value
+        p.value_ws["temperature"].value = 0.7
+        p.on_spike_w.value = "pause"
+        assert p.trainer.controls.signal("on_spike_pause") and not p.trainer.controls.signal("on_spike_stop")
+
+        p.resume_btn.click()
+        assert wait(lambda: p.step_w.value >= n + 2), "resume did not continue"
+
+        p.stop_btn.click()
+        p.thread.join(timeout=180)
+        assert not p.running
+        p.refresh()
+        assert "stopped" in p.status_w.value, p.status_w.value
+        ev = p.log.query("SELECT step, kind, message, data FROM events ORDER BY ts")
+        rows = ev.rows(named=True)
+        toggles = [r for r in rows if r["kind"] == "toggle" and json.loads(r["data"])["name"] == "ops"]
+        assert len(toggles) == 1 and toggles[0]["step"] == n, toggles
+        sets = [r for r in rows if r["kind"] == "set" and json.loads(r["data"])["name"] == "temperature"]
+        assert sets and sets[0]["step"] == n
+        kinds = [r["kind"] for r in rows]
+        assert "paused" in kinds and "resume" in kinds and "stopped" in kinds
+        # stop leaves a checkpoint of the last completed step
+        ck = checkpoints(p.trainer.run_dir)
+        assert ck and ck[-1].name == f"step_{p.trainer.step - 1:06d}"
+        assert p.trainer.step - 1 == p.log.last_step()
+        assert "checkpoint" in kinds
+
+        # the same log in the inspector and the SQL box
+        p._fill_steps()
+        assert p.insp_step.options[0] == p.log.last_step()
+        p.insp_step.value = p.insp_step.options[-1]
+        tid = p.insp_traj.options[1]
+        p.insp_traj.value = tid
+        assert tid in p.insp_actions.value and "action 0" in p.insp_actions.value
+        if p.insp_probe.options: assert p.insp_topk.value.startswith("<svg")
+        df = p.run_sql("SELECT step, kl FROM steps ORDER BY step")
+        assert df.height == p.log.last_step() + 1 and "<svg" in p.sql_chart.value
+    finally:
+        p.trainer.controls.stop(); p.close()
+        if p.thread: p.thread.join(timeout=60)
+
+
+def test_on_spike_pause_reacts_to_a_spike_event(tmp_path):
+    "The panel's on_spike action: a logged spike event pauses the run (no model needed: events written by hand)."
+    p = show_panel(tiny_config(tmp_path / "run", steps=1), auto_refresh=False)
+    try:
+        p.on_spike_w.value = "pause"
+        p.refresh()
+        p.log.event(3, "spike", "after_tool_call/<|im_end|> rose to 0.900")
+        p.refresh()
+        assert p.trainer.controls.paused
+        assert "pausing at next safe point" in p.status_w.value
+        p.resume_btn.click(); p.on_spike_w.value = "stop"
+        p.log.event(4, "spike", "again")
+        p.refresh()
+        assert p.trainer.controls.stopped
+    finally: p.close()
+
+
+def test_read_only_panel_on_a_missing_run(tmp_path):
+    import pytest
+    with pytest.raises(Exception): Panel.from_run(tmp_path / "nothing")
