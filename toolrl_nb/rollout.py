@@ -132,6 +132,22 @@ class RaggedKV:
         self.n_real += lens
         return out.logits if all_logits else out.logits[torch.arange(R, device=self.device), where]  # [R, V]
 
+    @torch.no_grad()
+    def feed_shared(self, chunks: dict) -> torch.Tensor | None:
+        "`feed` into an EMPTY cache, encoding identical chunks once (a group's G copies of its prompt) and copying rows."
+        key = {r: tuple(chunks.get(r, ())) for r in self.rows}
+        first = {}                                                   # chunk -> its first row, in order
+        for r in self.rows: first.setdefault(key[r], r)
+        if self.mask.shape[1] or len(first) == len(self.rows) or not any(key.values()): return self.feed(chunks)
+        rows, pos = self.rows, {k: i for i, k in enumerate(first)}
+        self.rows = list(first.values())
+        self.mask, self.n_real = self.mask[:len(self.rows)], self.n_real[:len(self.rows)]
+        logits = self.feed({r: chunks.get(r, ()) for r in self.rows})          # [U, V]
+        src = torch.tensor([pos[key[r]] for r in rows], device=self.device)  # [R] row -> its distinct chunk
+        self.cache.batch_select_indices(src)                                   # repeated indices copy rows
+        self.mask, self.n_real, self.rows = self.mask[src], self.n_real[src], list(rows)
+        return logits[src]
+
 # %% ../nbs/06_rollout.ipynb #8d88a90c
 def observation_text(messages: list[dict],      # the chat so far, ending with the assistant action just sampled
                      obs_messages: list[dict],  # what the environment answered
@@ -165,6 +181,7 @@ class _Row:
     turn: int = 0
     done: bool = False
     end: str = ""
+    sample_prompt: list[int] | None = None               # HBG: the hinted prompt the cache holds instead of ids[:prompt_len]
 
 def _state_name(s) -> str: return getattr(s, "value", s)
 
@@ -176,6 +193,8 @@ def rollout(model,                      # causal LM (HF or peft); sampled in eva
             cfg: RolloutConfig,
             fmt: str = "json",          # call format passed to env.reset
             progress: bool = False,     # print one line per action round
+            hints: dict | None = None,  # {(group, rollout): hint}: appended to the system message of the SAMPLING
+                                        # context only (HBG); ids, messages and the loss keep the hint-free prompt
            ) -> list[Trajectory]:       # len(tasks) * G, task-major: rows g*G .. g*G+G-1 are group g
     "Sample G multi-turn trajectories per task, all rows batched in one KV cache, token in / token out."
     G, pad_id = cfg.group_size, tokenizer.pad_token_id
@@ -193,7 +212,16 @@ def rollout(model,                      # causal LM (HF or peft); sampled in eva
             msgs = [dict(m) for m in ep.messages]
             ids = encode(render_chat(msgs, add_generation_prompt=True))
             rows.append(_Row(ep, task, g, k, ids, msgs, [0] * len(ids), [0.0] * len(ids)))
+            if hints and (hint := hints.get((g, k))):   # hinted row: the cache gets a prompt with the hint
+                hm = [dict(m) for m in msgs]
+                if hm and hm[0]["role"] == "system": hm[0]["content"] = f"{hm[0]['content']}\n\n{hint}"
+                else: hm.insert(0, {"role": "system", "content": hint})
+                rows[-1].sample_prompt = encode(render_chat(hm, add_generation_prompt=True))
     prompt_lens = [len(r.ids) for r in rows]
+    def context(b):   # tokens of row b not yet in the cache (a hinted row's first chunk swaps in its hinted prompt)
+        r = rows[b]
+        if r.fed == 0 and r.sample_prompt is not None: return r.sample_prompt + r.ids[prompt_lens[b]:]
+        return r.ids[r.fed:]
 
     kv, n_round = None, 0
     while True:
@@ -207,8 +235,10 @@ def rollout(model,                      # causal LM (HF or peft); sampled in eva
         if kv is None or not cfg.reuse_cache:
             kv = RaggedKV(model, live, pad_id)
             for b in live: rows[b].fed = 0
-        else: kv.select(live)
-        logits = kv.feed({b: rows[b].ids[rows[b].fed:] for b in live})              # [R, V]
+            logits = kv.feed_shared({b: context(b) for b in live})   # [R, V]; a group's common prompt encoded once
+        else:
+            kv.select(live)
+            logits = kv.feed({b: context(b) for b in live})          # [R, V]
         for b in live: rows[b].fed = len(rows[b].ids)
 
         # 3. decode: rows sample until <|im_end|> or their budget; rows already done feed pads (mask 0) meanwhile

@@ -12,11 +12,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .envs import EnvLimits
 from .config import check, from_dict, to_dict, save_config, load_config, ConfigError
 from .models import ModelConfig, load_policy, reference_policy
 from .grpo import GRPOConfig, make_optimizer, train_step
 from .rollout import RolloutConfig, rollout, collate
-from .sft import SFTConfig, sft_train, gold_conversations, conversation_example
+from .sft import SFTConfig, sft_train, gold_conversations, conversation_example, gold_examples
+from .supervision import (SupervisionConfig, compose_groups, hint_mismatch, joint_train_step,
+                                   select_failed_tasks, ets_examples, prs_examples)
 from .runlog import RunLog
 from .controls import Controls
 from .diagnostics import ProbeCollector, SpikeDetector, CollapseDetector, headline, state_frequencies
@@ -81,6 +84,7 @@ class TrainConfig:
     warmup: SFTConfig = field(default_factory=SFTConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    supervision: SupervisionConfig = field(default_factory=SupervisionConfig)  # OPS, HBG, joint loss, ETS/PRS rounds
 
     def __post_init__(self):
         check(self.steps >= 0, "steps", "must be >= 0")
@@ -89,12 +93,20 @@ class TrainConfig:
         check(self.micro_batch_size >= 1, "micro_batch_size", "must be >= 1")
         check(self.checkpoint_every >= 1, "checkpoint_every", "must be >= 1")
         check(self.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1")
+        sup = self.supervision
+        check(sup.scheme != "sft_rl" or self.warmup_tasks > 0, "warmup_tasks", "must be > 0 for the sft_rl scheme")
+        check(not sup.rounds or sum(sup.rounds) == self.steps, "supervision.rounds",
+              f"must add up to steps ({self.steps}), got {sup.rounds} = {sum(sup.rounds)}")
+        check(sup.scheme != "sync" or sup.ops_k + sup.hbg_h <= self.rollout.group_size - 1, "supervision.ops_k",
+              "ops_k + hbg_h must leave at least one plain rollout per group")
 
 # %% ../nbs/10_trainer.ipynb #1440c4b2
 def make_env(cfg: EnvConfig):
-    "Instantiate the environment `cfg` names."
+    "Instantiate the environment `cfg` names (a `limits` mapping in its options becomes `EnvLimits`)."
     module, cls = ENVS[cfg.name].split(":")
-    return getattr(importlib.import_module(module), cls)(**cfg.options)
+    options = dict(cfg.options)
+    if isinstance(options.get("limits"), dict): options["limits"] = from_dict(EnvLimits, options["limits"], "env.options.limits")
+    return getattr(importlib.import_module(module), cls)(**options)
 
 # %% ../nbs/10_trainer.ipynb #235bebba
 def _rng_state() -> dict:
@@ -176,14 +188,21 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True):
         self.cfg, self.progress, self.run_dir = cfg, progress, Path(cfg.run_dir)
         self.step, self.phase = 0, "rl"               # next global step to run
-        self.warmup_done, self.rl_done = False, 0
-        self.controls = Controls(values=dict(lr=None, temperature=None))  # steer the run from another thread
+        self.warmup_done, self.rl_done, self.rounds_done = False, 0, 0
+        sup = cfg.supervision   # signal switches start from the config; the panel may flip them mid-run
+        inter = sup.scheme == "interleaved"
+        self.controls = Controls(signals=dict(ops=sup.ops, hbg=sup.hbg, joint=sup.joint, ets=inter,
+                                              prs=inter and sup.round_data == "ets+prs"),
+                                 values=dict(lr=None, temperature=None))  # steer the run from another thread
+        self.prs_pool: list = []        # (step, trajectory) candidates for PRS reflections (rollout 1 of each group)
+        self._gold_sft: dict = {}       # task id -> gold SFT examples for the joint loss
         torch.manual_seed(cfg.seed); random.seed(cfg.seed); np.random.seed(cfg.seed)
         self.model, self.tok = load_policy(cfg.model)
         self.acc = Accelerator(cpu=next(self.model.parameters()).device.type == "cpu")
         self.main, self.world, self.rank = self.acc.is_main_process, self.acc.num_processes, self.acc.process_index
         check(cfg.tasks_per_step % self.world == 0, "tasks_per_step",
               f"must be a multiple of the number of processes ({self.world}) so every process gets the same work")
+        check(not sup.rounds or self.world == 1, "supervision.rounds", "interleaved rounds run in a single process")
         self.pad_id = self.tok.pad_token_id
         self.ref = reference_policy(self.model) if cfg.grpo.kl_coef else None
         self.env = make_env(cfg.env)
@@ -219,6 +238,7 @@ class Trainer:
         _set_rng_state(st["rng"])
         self.step = st["step"] + 1
         self.warmup_done, self.rl_done = st["extra"]["warmup_done"], st["extra"]["rl_done"]
+        self.rounds_done = st["extra"].get("rounds_done", 0)
         self.controls.load_state(st["extra"].get("controls", {}))
         dropped = self.log.delete_after(st["step"])
         self.log.event(self.step, "resume", f"resumed from {ckpt.name}; dropped {dropped} rows logged after it")
@@ -237,7 +257,8 @@ class Trainer:
     def checkpoint(self):
         if self.main:
             p = save_checkpoint(self.run_dir, self.step - 1, self.policy, self.optimizer, self.scheduler,
-                                dict(warmup_done=self.warmup_done, rl_done=self.rl_done, controls=self.controls.state()),
+                                dict(warmup_done=self.warmup_done, rl_done=self.rl_done, rounds_done=self.rounds_done,
+                                     controls=self.controls.state()),
                             keep=self.cfg.keep_checkpoints)
             self.log.event(self.step - 1, "checkpoint", p.name)
         self.acc.wait_for_everyone()
@@ -249,13 +270,48 @@ class Trainer:
         convs = gold_conversations(self.env, self.train_tasks[: cfg.warmup_tasks], cfg.env.fmt)
         examples = [conversation_example(self.tok, m, max_len=cfg.warmup.max_len) for m in convs]
         self.log.event(self.step, "phase", f"SFT warm-up on {len(examples)} gold conversations")
-        def on_step(s):
-            self.log.log("steps", [dict(step=self.step, phase="sft", loss=s.get("loss"), sft_loss=s.get("loss"),
-                                        grad_norm=s.get("grad_norm"), lr=s.get("lr"), n_tokens=s.get("n_tokens"),
-                                        t_train=s.get("t_step"), t_total=s.get("t_step"), skipped=s.get("skipped", False))])
-            self.step += 1
-        sft_train(self.model, examples, cfg.warmup, on_step=on_step, progress=self.progress and self.main, pad_id=self.pad_id)
+        sft_train(self.model, examples, cfg.warmup, on_step=self._log_sft_step, progress=self.progress and self.main, pad_id=self.pad_id)
         self.warmup_done = True
+        self.checkpoint()
+
+    def _log_sft_step(self, s: dict):
+        "One SFT optimiser step as a `steps` row (phase 'sft'); SFT steps take global step numbers too."
+        self.log.log("steps", [dict(step=self.step, phase="sft", loss=s.get("loss"), sft_loss=s.get("loss"),
+                                    grad_norm=s.get("grad_norm"), lr=s.get("lr"), n_tokens=s.get("n_tokens"),
+                                    t_train=s.get("seconds"), t_total=s.get("seconds"), skipped=s.get("skipped", False))])
+        self.step += 1
+
+    def round_due(self) -> bool:
+        "Interleaved scheme: the current RL round is over and an SFT round must run before the next one."
+        r = self.cfg.supervision.rounds
+        return bool(r) and self.rounds_done < len(r) - 1 and self.rl_done >= sum(r[: self.rounds_done + 1])
+
+    def sft_round(self):
+        "Interleaved scheme: SFT on ETS gold pairs (and PRS reflections) from the round's steps (T-K, T], then RL goes on."
+        cfg, sup = self.cfg, self.cfg.supervision
+        T = self.step - 1
+        last_sft = self.log.query("SELECT coalesce(max(step), -1) AS s FROM steps WHERE phase = 'sft'").rows()[0][0]
+        lo = max(T - sup.ets_window, last_sft)    # this round's RL steps only (each round is a fresh run in the paper)
+        rows = [dict(zip(("step", "task_id", "kind", "reward", "passed"), r)) for r in self.log.query(
+            "SELECT step, task_id, kind, reward, passed FROM trajectories WHERE step > ? AND step <= ?", [lo, T]).rows()]
+        ids, examples, n_prs = [], [], 0
+        if self.controls.signal("ets"):
+            ids = select_failed_tasks(rows, sup.ets_rule)
+            examples += ets_examples(self.tok, self.env, self.train_tasks, ids, cfg.env.fmt, sup.round_sft.max_len)
+        if self.controls.signal("prs"):
+            pool = [t for s, t in self.prs_pool if lo < s <= T]
+            prs = prs_examples(self.tok, pool, self.env, fmt=cfg.env.fmt, max_len=sup.round_sft.max_len)
+            examples += prs; n_prs = len(prs)
+        self.prs_pool = []
+        self.log.event(self.step, "phase", f"SFT round {self.rounds_done + 1} on steps ({lo}, {T}]: {len(ids)} failed tasks "
+                       f"({sup.ets_rule}) -> {len(examples) - n_prs} ETS + {n_prs} PRS examples",
+                       round=self.rounds_done + 1, tasks=ids, n_ets=len(examples) - n_prs, n_prs=n_prs, lo=lo, T=T)
+        sft_train(self.model, examples, sup.round_sft, on_step=self._log_sft_step, progress=self.progress and self.main,
+                  pad_id=self.pad_id)
+        if sup.reset_optimizer:
+            self.optimizer, self.scheduler = make_optimizer([p for p in self.model.parameters() if p.requires_grad], cfg.grpo)
+            self.log.event(self.step, "optimizer_reset", "fresh RL optimiser and warm-up after the SFT round")
+        self.rounds_done += 1
         self.checkpoint()
 
     def safe_point(self) -> bool:
@@ -287,13 +343,29 @@ class Trainer:
         rcfg = dataclasses.replace(cfg.rollout, seed=cfg.seed * 1_000_003 + step, temperature=temperature)
         gcfg = dataclasses.replace(cfg.grpo, temperature=temperature)   # the update scores tokens as they were sampled
         tasks = self.sample_tasks(step)[self.rank::self.world]     # this process's share of the step's tasks
+        sup, sig = cfg.supervision, self.controls.signal
+        ops_k, hbg_h = sup.ops_k if sig("ops") else 0, sup.hbg_h if sig("hbg") else 0
         self.policy.eval()
-        with torch.no_grad(): trajs = rollout(self.policy, self.tok, self.env, tasks, rcfg, fmt=cfg.env.fmt)
+        with torch.no_grad():   # groups: ops_k gold (OPS) + hbg_h hinted (HBG) + plain samples
+            trajs = compose_groups(self.policy, self.tok, self.env, tasks, rcfg, cfg.env.fmt, ops_k, hbg_h,
+                                   sup.ops_treatment, sup.ops_gamma)
+        if hbg_h:
+            mm, n = hint_mismatch(self.policy, trajs, temperature, self.pad_id)
+            self.log.event(step, "hbg_mismatch", f"mean |logp(hint) - logp(no hint)| = {mm:.4f} over {n} tokens", value=mm, n_tokens=n)
+        if sig("prs"):
+            self.prs_pool = [(s, t) for s, t in self.prs_pool if s > step - sup.ets_window]
+            self.prs_pool += [(step, t) for t in trajs if t.rollout == 1 and t.kind != "gold"]
         t1 = time.perf_counter()
         batch = collate(trajs, self.pad_id)
-        stats = train_step(self.model, batch, self.optimizer, self.scheduler, gcfg, ref_model=self.ref,
-                           micro_batch_size=cfg.micro_batch_size, accelerator=self.acc if self.world > 1 else None,
-                           on_logits=self.collector)
+        if sig("joint"):        # L_GRPO + λ L_SFT on the gold conversations of this step's tasks, one update
+            gold = [e for t in tasks for e in self._gold_sft.setdefault(t.id, gold_examples(
+                self.tok, self.env, [t], "conversation", cfg.env.fmt, cfg.warmup.max_len))]
+            stats = joint_train_step(self.model, batch, gold, self.optimizer, self.scheduler, gcfg, sup.sft_weight,
+                                     self.ref, cfg.micro_batch_size, self.collector, self.pad_id)
+        else:
+            stats = train_step(self.model, batch, self.optimizer, self.scheduler, gcfg, ref_model=self.ref,
+                               micro_batch_size=cfg.micro_batch_size, accelerator=self.acc if self.world > 1 else None,
+                               on_logits=self.collector)
         t2 = time.perf_counter()
         tr, ac = trajectory_rows(step, trajs, offset=self.rank * len(tasks))
         # probes of the main process's trajectories (with several processes: a sample of the step)
@@ -301,6 +373,7 @@ class Trainer:
         if self.world > 1: tr, ac = gather_object(tr), gather_object(ac)
         rewards = torch.tensor([t["reward"] for t in tr], dtype=torch.float64)
         row = dict(step=step, phase="rl", loss=stats["loss"], pg_loss=stats["pg_loss"], kl_loss=stats["kl_loss"],
+                   sft_loss=stats.get("sft_loss"),
                    reward_mean=float(rewards.mean()), reward_std=float(rewards.std()) if len(rewards) > 1 else 0.0,
                    kl=stats["kl"], entropy=stats["entropy"], clip_frac=stats["clip_frac"], grad_norm=stats["grad_norm"],
                    lr=stats["lr"], n_trajectories=len(tr), n_tokens=stats["n_tokens"], t_generate=t1 - t0,
@@ -348,6 +421,7 @@ class Trainer:
         if self.rl_done == 0 and cfg.eval.at_start and self.eval_tasks: self.evaluate("start")
         bar = tqdm(total=cfg.steps, initial=self.rl_done, desc="GRPO", disable=not (self.progress and self.main))
         while self.rl_done < cfg.steps and self.safe_point():
+            if self.round_due(): self.sft_round(); continue     # interleaved scheme: SFT between RL rounds
             row = self.rl_step()
             bar.update(1); bar.set_postfix(reward=f"{row['reward_mean']:.2f}", kl=f"{row['kl']:.4f}", s_step=f"{row['t_total']:.1f}")
             if cfg.eval.every and self.rl_done % cfg.eval.every == 0 and self.rl_done < cfg.steps: self.evaluate(f"rl{self.rl_done}")
