@@ -23,6 +23,6 @@ def test_every_notebook_module_is_exported():
     import json, re
     for nb in sorted((ROOT / "nbs").glob("*.ipynb")):
         cells = json.loads(nb.read_text())["cells"]
-        src = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        src = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
         m = re.search(r"#\|\s*default_exp\s+(\S+)", src)
         if m: assert (ROOT / "toolrl_nb" / (m.group(1).replace(".", "/") + ".py")).exists(), nb.name
