@@ -75,6 +75,7 @@ def test_buttons_drive_a_real_run(tmp_path):
     finally:
         p.trainer.controls.stop(); p.close()
         if p.thread: p.thread.join(timeout=60)
+        p.trainer.close()
 
 
 def test_on_spike_pause_reacts_to_a_spike_event(tmp_path):
@@ -91,7 +92,7 @@ def test_on_spike_pause_reacts_to_a_spike_event(tmp_path):
         p.log.event(4, "spike", "again")
         p.refresh()
         assert p.trainer.controls.stopped
-    finally: p.close()
+    finally: p.close(); p.trainer.close()
 
 
 def test_read_only_panel_on_a_missing_run(tmp_path):

@@ -12,6 +12,11 @@ from toolrl_nb.runlog import (RunLog, SCHEMA_VERSION, STEP_TABLES, TABLES, Schem
                               steps_frame, state_shares, probe_series)
 
 
+def held(tmp_path):
+    "Run logs under this test's folder that this process still holds (other tests' open logs do not count)."
+    return [p for p in open_paths() if p.startswith(str(tmp_path.resolve()))]
+
+
 @pytest.fixture
 def log(tmp_path):
     lg = RunLog.for_run(tmp_path, "r1")
@@ -25,7 +30,7 @@ def test_creates_tables_and_meta_idempotently(tmp_path):
         assert names == {*TABLES, "meta"}
     with RunLog(tmp_path / "x") as b:  # reopen through the run directory; no duplicate meta rows
         assert b.query("SELECT key, value FROM meta").rows() == [("schema_version", str(SCHEMA_VERSION))]
-    assert open_paths() == []
+    assert held(tmp_path) == []
 
 
 def test_log_one_insert_missing_columns_null(log):
@@ -113,7 +118,7 @@ def test_persistence_close_reopen(tmp_path):
         a.log_run("p", {"x": 1}, git_rev=None)
         a.log("steps", [dict(step=s, phase="rl", reward_mean=s * 0.1) for s in range(10)])
         a.log("actions", [dict(step=1, traj_id="t", action_idx=i, state="collapsed") for i in range(7)])
-    assert open_paths() == []
+    assert held(tmp_path) == []
     with RunLog.for_run(tmp_path, "p", read_only=True) as b:
         assert b.count("steps") == 10 and b.count("actions") == 7 and b.last_step() == 9
         assert steps_frame(b)["reward_mean"].to_list() == pytest.approx([s * 0.1 for s in range(10)])
@@ -127,7 +132,7 @@ def test_newer_schema_refused(tmp_path):
     for ro in (False, True):
         with pytest.raises(SchemaVersionError, match=f"schema_version {SCHEMA_VERSION + 1}"):
             RunLog(tmp_path / "f", read_only=ro)
-    assert open_paths() == []
+    assert held(tmp_path) == []
 
 
 def test_read_only_on_foreign_file(tmp_path):
@@ -135,20 +140,20 @@ def test_read_only_on_foreign_file(tmp_path):
     c = duckdb.connect(str(p)); c.execute("CREATE TABLE x(a INT)").fetchall(); c.close()
     with pytest.raises(ValueError, match="not a run log"):
         RunLog(p, read_only=True)
-    assert open_paths() == []
+    assert held(tmp_path) == []
 
 
 def test_registry_shares_connection(tmp_path):
     a = RunLog(tmp_path / "s")
     b = RunLog(tmp_path / "s")
     ro = RunLog(tmp_path / "s", read_only=True)
-    assert a.con is b.con is ro.con and len(open_paths()) == 1
+    assert a.con is b.con is ro.con and len(held(tmp_path)) == 1
     b.log("steps", [dict(step=1)])
     assert a.count("steps") == 1 == ro.count("steps")
     a.close(); a.close()  # idempotent
     assert b.count("steps") == 1  # still open for the others
     b.close(); ro.close()
-    assert open_paths() == []
+    assert held(tmp_path) == []
     with pytest.raises(RuntimeError, match="closed"):
         b.query("SELECT 1")
     # read-only first, then a writer: refused with a clear message
@@ -156,7 +161,7 @@ def test_registry_shares_connection(tmp_path):
     with pytest.raises(ValueError, match="already open read-only"):
         RunLog(tmp_path / "s")
     ro.close()
-    assert open_paths() == []
+    assert held(tmp_path) == []
 
 
 def test_helpers_on_small_log(log):

@@ -55,7 +55,7 @@ def test_open_many_refusals(sweep):
         open_many([sweep / "b", sweep / "b" / "log.duckdb"])
     with pytest.raises(FileNotFoundError):
         open_many([sweep / "zzz.duckdb"])
-    assert open_paths() == []
+    assert [p for p in open_paths() if p.startswith(str(sweep.resolve()))] == []  # other tests' logs do not count
 
 
 def test_charts_single_and_multi(sweep, tmp_path):

@@ -23,7 +23,7 @@ def test_toggle_signals_mid_run(tmp_path):
         (0, "policy", 6), (1, "gold", 2), (1, "policy", 4), (2, "gold", 2), (2, "hint", 2), (2, "policy", 2),
         (3, "hint", 2), (3, "policy", 4)]
     assert [r[0] for r in q("SELECT step FROM events WHERE kind = 'hbg_mismatch' ORDER BY step")] == [2, 3]
-    tr.log.close()
+    tr.close()
 
 
 def test_joint_loss_logged(tmp_path):
@@ -31,7 +31,7 @@ def test_joint_loss_logged(tmp_path):
     tr = Trainer(cfg, progress=False).run()
     rows = tr.log.query("SELECT loss, pg_loss, sft_loss FROM steps WHERE phase = 'rl' ORDER BY step").rows()
     assert len(rows) == 2 and all(s is not None and s > 0 for _, _, s in rows)
-    tr.log.close()
+    tr.close()
 
 
 def test_interleaved_rounds_in_one_run(tmp_path):
@@ -48,4 +48,4 @@ def test_interleaved_rounds_in_one_run(tmp_path):
     assert ev[0][0] == 2 and d["round"] == 1 and d["n_prs"] == 4 and d["n_ets"] > 0   # 2 steps x 2 groups: rollout 1
     assert [e[1] for e in ev] == ["phase", "optimizer_reset"]
     assert tr.rounds_done == 1 and tr.rl_done == 4
-    tr.log.close()
+    tr.close()

@@ -432,3 +432,9 @@ class Trainer:
             self.safe_point(); self.log.event(self.step, "stopped", "stopped on request")
         elif self.eval_tasks: self.evaluate("final")
         return self
+
+    def close(self):
+        "Release the run log (its DuckDB connection closes with the last RunLog on the file). Idempotent."
+        self.log.close()
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()
