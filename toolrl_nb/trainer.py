@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from .envs import EnvLimits
 from .config import check, from_dict, to_dict, save_config, load_config, ConfigError
-from .models import ModelConfig, load_policy, reference_policy
+from .models import ModelConfig, load_policy, reference_policy, AdapterDisabledReference
 from .grpo import GRPOConfig, make_optimizer, train_step
 from .rollout import RolloutConfig, rollout, collate
 from .sft import SFTConfig, sft_train, gold_conversations, conversation_example, gold_examples
@@ -22,6 +22,7 @@ from .supervision import (SupervisionConfig, compose_groups, hint_mismatch, join
                                    select_failed_tasks, ets_examples, prs_examples)
 from .runlog import RunLog
 from .controls import Controls
+from .controller import ControllerConfig, StabilityController, StepView
 from .diagnostics import ProbeCollector, SpikeDetector, CollapseDetector, headline, state_frequencies
 from accelerate import Accelerator
 from accelerate.utils import gather_object
@@ -85,6 +86,7 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     supervision: SupervisionConfig = field(default_factory=SupervisionConfig)  # OPS, HBG, joint loss, ETS/PRS rounds
+    controller: ControllerConfig = field(default_factory=ControllerConfig)     # repair on demand (off by default)
 
     def __post_init__(self):
         check(self.steps >= 0, "steps", "must be >= 0")
@@ -188,11 +190,14 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True):
         self.cfg, self.progress, self.run_dir = cfg, progress, Path(cfg.run_dir)
         self.step, self.phase = 0, "rl"               # next global step to run
-        self.warmup_done, self.rl_done, self.rounds_done = False, 0, 0
+        self.warmup_done, self.rl_done, self.rounds_done, self.demand_rounds = False, 0, 0, 0
+        self.controller = StabilityController(cfg.controller, cfg.grpo.lr) if cfg.controller.enabled else None
         sup = cfg.supervision   # signal switches start from the config; the panel may flip them mid-run
         inter = sup.scheme == "interleaved"
-        self.controls = Controls(signals=dict(ops=sup.ops, hbg=sup.hbg, joint=sup.joint, ets=inter,
-                                              prs=inter and sup.round_data == "ets+prs"),
+        ctl = cfg.controller      # its SFT rounds on demand read the ETS (and PRS) data like the fixed rounds
+        self.controls = Controls(signals=dict(ops=sup.ops, hbg=sup.hbg, joint=sup.joint, ets=inter or ctl.sft_on_demand,
+                                              prs=(inter and sup.round_data == "ets+prs") or (ctl.sft_on_demand and ctl.sft_prs),
+                                              sft_round=False),
                                  values=dict(lr=None, temperature=None))  # steer the run from another thread
         self.prs_pool: list = []        # (step, trajectory) candidates for PRS reflections (rollout 1 of each group)
         self._gold_sft: dict = {}       # task id -> gold SFT examples for the joint loss
@@ -203,6 +208,7 @@ class Trainer:
         check(cfg.tasks_per_step % self.world == 0, "tasks_per_step",
               f"must be a multiple of the number of processes ({self.world}) so every process gets the same work")
         check(not sup.rounds or self.world == 1, "supervision.rounds", "interleaved rounds run in a single process")
+        check(not cfg.controller.sft_on_demand or self.world == 1, "controller.sft_on_demand", "SFT rounds run in a single process")
         self.pad_id = self.tok.pad_token_id
         self.ref = reference_policy(self.model) if cfg.grpo.kl_coef else None
         self.env = make_env(cfg.env)
@@ -238,7 +244,11 @@ class Trainer:
         _set_rng_state(st["rng"])
         self.step = st["step"] + 1
         self.warmup_done, self.rl_done = st["extra"]["warmup_done"], st["extra"]["rl_done"]
-        self.rounds_done = st["extra"].get("rounds_done", 0)
+        self.rounds_done, self.demand_rounds = st["extra"].get("rounds_done", 0), st["extra"].get("demand_rounds", 0)
+        if self.controller: self.controller.load_state(st["extra"].get("controller", {}))
+        ref_file = self.run_dir / "reference.pt"
+        if self.warmup_done and self.ref is not None and ref_file.exists():
+            self.ref.load_state_dict(torch.load(ref_file, weights_only=True))
         self.controls.load_state(st["extra"].get("controls", {}))
         dropped = self.log.delete_after(st["step"])
         self.log.event(self.step, "resume", f"resumed from {ckpt.name}; dropped {dropped} rows logged after it")
@@ -258,7 +268,8 @@ class Trainer:
         if self.main:
             p = save_checkpoint(self.run_dir, self.step - 1, self.policy, self.optimizer, self.scheduler,
                                 dict(warmup_done=self.warmup_done, rl_done=self.rl_done, rounds_done=self.rounds_done,
-                                     controls=self.controls.state()),
+                                     demand_rounds=self.demand_rounds, controls=self.controls.state(),
+                                     controller=self.controller.state() if self.controller else {}),
                             keep=self.cfg.keep_checkpoints)
             self.log.event(self.step - 1, "checkpoint", p.name)
         self.acc.wait_for_everyone()
@@ -272,6 +283,9 @@ class Trainer:
         self.log.event(self.step, "phase", f"SFT warm-up on {len(examples)} gold conversations")
         sft_train(self.model, examples, cfg.warmup, on_step=self._log_sft_step, progress=self.progress and self.main, pad_id=self.pad_id)
         self.warmup_done = True
+        if self.ref is not None and not isinstance(self.ref, AdapterDisabledReference):
+            self.ref = reference_policy(self.policy)     # RL's KL anchor: the model RL starts from
+            if self.main: torch.save(self.ref.state_dict(), self.run_dir / "reference.pt")
         self.checkpoint()
 
     def _log_sft_step(self, s: dict):
@@ -282,13 +296,16 @@ class Trainer:
         self.step += 1
 
     def round_due(self) -> bool:
-        "Interleaved scheme: the current RL round is over and an SFT round must run before the next one."
+        "An SFT round must run now: asked for (`sft_round` control, e.g. by the controller), or a fixed round is over."
+        if self.controls.signal("sft_round"): return True
         r = self.cfg.supervision.rounds
         return bool(r) and self.rounds_done < len(r) - 1 and self.rl_done >= sum(r[: self.rounds_done + 1])
 
     def sft_round(self):
-        "Interleaved scheme: SFT on ETS gold pairs (and PRS reflections) from the round's steps (T-K, T], then RL goes on."
+        "SFT on ETS gold pairs (and PRS reflections) from the round's steps (T-K, T], then RL goes on."
         cfg, sup = self.cfg, self.cfg.supervision
+        on_demand = self.controls.signal("sft_round")
+        n_round = self.rounds_done + self.demand_rounds + 1
         T = self.step - 1
         last_sft = self.log.query("SELECT coalesce(max(step), -1) AS s FROM steps WHERE phase = 'sft'").rows()[0][0]
         lo = max(T - sup.ets_window, last_sft)    # this round's RL steps only (each round is a fresh run in the paper)
@@ -303,15 +320,16 @@ class Trainer:
             prs = prs_examples(self.tok, pool, self.env, fmt=cfg.env.fmt, max_len=sup.round_sft.max_len)
             examples += prs; n_prs = len(prs)
         self.prs_pool = []
-        self.log.event(self.step, "phase", f"SFT round {self.rounds_done + 1} on steps ({lo}, {T}]: {len(ids)} failed tasks "
-                       f"({sup.ets_rule}) -> {len(examples) - n_prs} ETS + {n_prs} PRS examples",
-                       round=self.rounds_done + 1, tasks=ids, n_ets=len(examples) - n_prs, n_prs=n_prs, lo=lo, T=T)
+        self.log.event(self.step, "phase", f"SFT round {n_round}{' (on demand)' if on_demand else ''} on steps ({lo}, {T}]: "
+                       f"{len(ids)} failed tasks ({sup.ets_rule}) -> {len(examples) - n_prs} ETS + {n_prs} PRS examples",
+                       round=n_round, on_demand=on_demand, tasks=ids, n_ets=len(examples) - n_prs, n_prs=n_prs, lo=lo, T=T)
         sft_train(self.model, examples, sup.round_sft, on_step=self._log_sft_step, progress=self.progress and self.main,
                   pad_id=self.pad_id)
         if sup.reset_optimizer:
             self.optimizer, self.scheduler = make_optimizer([p for p in self.model.parameters() if p.requires_grad], cfg.grpo)
             self.log.event(self.step, "optimizer_reset", "fresh RL optimiser and warm-up after the SFT round")
-        self.rounds_done += 1
+        if on_demand: self.demand_rounds += 1; self.controls.set_signal("sft_round", False)
+        else: self.rounds_done += 1
         self.checkpoint()
 
     def safe_point(self) -> bool:
@@ -360,7 +378,8 @@ class Trainer:
         if sig("joint"):        # L_GRPO + λ L_SFT on the gold conversations of this step's tasks, one update
             gold = [e for t in tasks for e in self._gold_sft.setdefault(t.id, gold_examples(
                 self.tok, self.env, [t], "conversation", cfg.env.fmt, cfg.warmup.max_len))]
-            stats = joint_train_step(self.model, batch, gold, self.optimizer, self.scheduler, gcfg, sup.sft_weight,
+            lam = self.controls.value("sft_weight", sup.sft_weight)
+            stats = joint_train_step(self.model, batch, gold, self.optimizer, self.scheduler, gcfg, lam,
                                      self.ref, cfg.micro_batch_size, self.collector, self.pad_id)
         else:
             stats = train_step(self.model, batch, self.optimizer, self.scheduler, gcfg, ref_model=self.ref,
@@ -380,7 +399,11 @@ class Trainer:
                    t_score=0.0, t_train=t2 - t1, t_total=t2 - t0, skipped=stats["skipped"])
         self.log.log("steps", [row]); self.log.log("trajectories", tr); self.log.log("actions", ac)
         for table, rows in probe_tables.items(): self.log.log(table, rows)
-        if self.main: self._detect(step, row["reward_mean"], state_frequencies(a["state"] for a in ac), probe_tables)
+        if self.main:
+            shares = state_frequencies(a["state"] for a in ac)
+            spiked = self._detect(step, row["reward_mean"], shares, probe_tables)
+            if self.controller: self._control(StepView(step, spiked, [k for k, d in self.spikes.items() if d.active],
+                                                       shares, row["reward_mean"]))
         if stats["skipped"]:
             self.log.event(step, "nan", f"non-finite loss or gradient (loss={stats['loss']}, grad_norm={stats['grad_norm']}): update skipped")
         self.step += 1; self.rl_done += 1
@@ -395,15 +418,22 @@ class Trainer:
             if d.on_spike == "stop": self.controls.stop(reason=f"spike on {key}")
         return fired
 
-    def _detect(self, step: int, reward: float, shares: dict, probe_tables: dict):
+    def _detect(self, step: int, reward: float, shares: dict, probe_tables: dict) -> list[str]:
         "Spike detectors on every probe series, the collapse detector on reward and collapsed share; events to the log."
-        for key, value in headline(probe_tables.get("probe_summary", [])).items(): self._spike(step, key, value)
+        spiked = [k for k, v in headline(probe_tables.get("probe_summary", [])).items() if self._spike(step, k, v)]
         if self.collapse.update(step, reward, shares.get("collapsed")):
             spikes = sorted(s for det in self.spikes.values() for s in det.spikes)
             onset = self.collapse.collapse_step
             lead = onset - spikes[0] if spikes and spikes[0] <= onset else None
             self.log.event(step, "collapse", f"collapse from step {onset}: {self.collapse.reason}",
                            onset=onset, first_spike=spikes[0] if spikes else None, lead_time=lead)
+        return spiked
+
+    def _control(self, view: StepView):
+        "The stability controller's actions for this step: logged with their reasons, applied at the next safe point."
+        actions = self.controller.decide(view)
+        for a in actions: self.log.event(a.step, "controller", a.reason, action=a.kind, value=a.value)
+        self.controller.apply(actions, self.controls)
 
     def evaluate(self, tag: str = "") -> list[dict]:
         "Greedy evaluation on the eval tasks (main process); logged to `evaluations`."
