@@ -127,16 +127,18 @@ def checkpoints(run_dir) -> list[Path]:
     d = Path(run_dir) / "checkpoints"
     return sorted(p for p in d.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp")) if d.exists() else []
 
-def save_checkpoint(run_dir, step: int, model, optimizer, scheduler, extra: dict | None = None, keep: int = 2) -> Path:
-    "Write checkpoint `step` atomically and prune old ones."
+def save_checkpoint(run_dir, step: int, model, optimizer, scheduler, extra: dict | None = None, keep: int = 2,
+                    pin: bool = False) -> Path:
+    "Write checkpoint `step` atomically and prune old ones; a pinned checkpoint (a `PINNED` file in it) is never pruned."
     root = Path(run_dir) / "checkpoints"; root.mkdir(parents=True, exist_ok=True)
     final, tmp = root / f"step_{step:06d}", root / f"step_{step:06d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir()
     torch.save(trainable_state(model), tmp / "weights.pt")
     torch.save(dict(step=step, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                     rng=_rng_state(), extra=extra or {}), tmp / "state.pt")
+    if pin: (tmp / "PINNED").write_text("the SFT warm-up's end: where RL starts\n")
     shutil.rmtree(final, ignore_errors=True); os.replace(tmp, final)
-    for old in checkpoints(run_dir)[:-keep]: shutil.rmtree(old, ignore_errors=True)
+    for old in [c for c in checkpoints(run_dir) if not (c / "PINNED").exists()][:-keep]: shutil.rmtree(old, ignore_errors=True)
     return final
 
 def load_weights(model, ckpt: Path):
@@ -264,13 +266,13 @@ class Trainer:
             for _, probe, token, mean in (r for r in summ if r[0] == step): self._spike(step, f"{probe}/{token}", mean, replay=True)
             self.collapse.update(step, reward, shares.get(step))
 
-    def checkpoint(self):
+    def checkpoint(self, pin: bool = False):
         if self.main:
             p = save_checkpoint(self.run_dir, self.step - 1, self.policy, self.optimizer, self.scheduler,
                                 dict(warmup_done=self.warmup_done, rl_done=self.rl_done, rounds_done=self.rounds_done,
                                      demand_rounds=self.demand_rounds, controls=self.controls.state(),
                                      controller=self.controller.state() if self.controller else {}),
-                            keep=self.cfg.keep_checkpoints)
+                            keep=self.cfg.keep_checkpoints, pin=pin)
             self.log.event(self.step - 1, "checkpoint", p.name)
         self.acc.wait_for_everyone()
 
@@ -286,7 +288,7 @@ class Trainer:
         if self.ref is not None and not isinstance(self.ref, AdapterDisabledReference):
             self.ref = reference_policy(self.policy)     # RL's KL anchor: the model RL starts from
             if self.main: torch.save(self.ref.state_dict(), self.run_dir / "reference.pt")
-        self.checkpoint()
+        self.checkpoint(pin=True)    # kept: the SFT model RL starts from, for evaluations before/after RL
 
     def _log_sft_step(self, s: dict):
         "One SFT optimiser step as a `steps` row (phase 'sft'); SFT steps take global step numbers too."
