@@ -127,6 +127,8 @@ def test_screenshots(site):
     pw = pytest.importorskip("playwright.sync_api", reason="playwright (python package) is not installed")
     api = sorted(p["page"] for p in site.values() if p["section"] == "api")
     targets = {"home": "index.html", "api": "runlog.html" if "runlog.html" in api else api[0]}
+    tutorials = sorted(p["page"] for p in site.values() if p["section"] == "tutorials")
+    if tutorials: targets["tutorial"] = tutorials[0]
     SHOTS.mkdir(parents=True, exist_ok=True)
     external = []
     with _serve(SITE) as base, pw.sync_playwright() as p:
@@ -138,6 +140,7 @@ def test_screenshots(site):
                 page.goto(f"{base}/{path}", wait_until="load")
                 assert page.locator("h1").first.is_visible()
                 assert page.locator("nav.md-nav--primary").count() >= 1
+                if name == "tutorial": assert page.locator(".jp-OutputArea svg, .jp-OutputArea img").count() > 0  # charts
                 if name == "api":
                     assert page.locator(".jp-CodeCell").count() > 0
                     assert page.locator(".jp-RenderedMarkdown h3, .jp-RenderedMarkdown h2").count() > 0  # show_doc
