@@ -12,16 +12,17 @@ import polars as pl
 import torch
 from tqdm.auto import tqdm
 
-from .config import from_dict, to_dict, load_config, save_config
+from .config import from_dict, to_dict, load_config, save_config, ConfigError
 from .models import ModelConfig, load_policy
 from .rollout import RolloutConfig, rollout
-from .runlog import RunLog, RunSet, TABLES
+from .runlog import RunLog, RunSet, TABLES, open_many
 from .trainer import EnvConfig, TrainConfig, Trainer, checkpoints, load_weights, make_env
 
 # %% auto #0
 __all__ = ['MODES', 'COLUMNS', 'PAPER_RESULTS', 'OOD_COLUMNS', 'wilson', 'category_key', 'mode_setup', 'EvalSource',
            'resolve_source', 'read_task_results', 'summary_rows', 'evaluate_checkpoint', 'three_way', 'paper_results',
-           'paper_table', 'ood_table', 'to_markdown', 'expand_grid', 'run_status', 'sweep']
+           'paper_table', 'ood_table', 'to_markdown', 'expand_grid', 'run_status', 'sweep', 'pinned_checkpoint',
+           'load_experiment', 'ood_eval', 'method_table', 'step_table', 'compare_chart']
 
 # %% ../nbs/15_evaluation.ipynb #a0c6ad11
 def wilson(k: int,          # tasks passed
@@ -326,14 +327,21 @@ def _set(d: dict, dotted: str, value):
 
 def _fmt(v) -> str: return re.sub(r"[^A-Za-z0-9.+-]", "-", f"{v:g}" if isinstance(v, float) else str(v))
 
+def _axis(values) -> list[tuple]:
+    "(label, overrides or None) per value of one grid axis: a list of values, or a mapping label -> {dotted key: value}."
+    return list(values.items()) if isinstance(values, dict) else [(v, None) for v in values]
+
 def expand_grid(base: dict, grid: dict, seeds=(0,), root="runs/sweep") -> list[tuple[str, dict, dict]]:
-    "(name, config dict, grid values) per combination and seed; names like `grpo.lr=1e-06_warmup.lr=1e-05_seed=0`."
+    """(name, config dict, grid values) per combination and seed; names like `grpo.lr=1e-06_warmup.lr=1e-05_seed=0`.
+    An axis given as a mapping is a named one (e.g. `{"method": {"ops": {"supervision.ops": True, ...}, ...}}`): its
+    labels name the runs and each label's dotted overrides are applied together (applied in the order of the axes)."""
     out = []
-    for combo in itertools.product(*grid.values()):
+    for combo in itertools.product(*(_axis(v) for v in grid.values())):
         for seed in seeds:
-            vals = dict(zip(grid, combo))
+            vals = {k: label for k, (label, _) in zip(grid, combo)}
             d = copy.deepcopy(base)
-            for k, v in vals.items(): _set(d, k, v)
+            for k, (label, overrides) in zip(grid, combo):
+                for dk, dv in (overrides.items() if overrides is not None else [(k, label)]): _set(d, dk, copy.deepcopy(dv))
             name = "_".join(f"{k}={_fmt(v)}" for k, v in vals.items()) + f"_seed={seed}"
             d["seed"], d["run_dir"] = seed, str(Path(root) / name)
             out.append((name, d, vals))
@@ -354,13 +362,15 @@ def _run_summary(run_dir: Path) -> dict:
         ev = log.query("SELECT step, checkpoint, accuracy FROM evaluations WHERE mode = 'strict' AND category = 'all' ORDER BY step, ts")
         ev_events = log.query("SELECT step, kind, data FROM events WHERE kind IN ('collapse', 'spike') ORDER BY step")
         rl = log.query("SELECT count(*) AS n, max(step) AS last FROM steps WHERE phase = 'rl'")
+        first_rl = log.query("SELECT coalesce(min(step), 0) AS s FROM steps WHERE phase = 'rl'")["s"][0]
+        sft = log.query("SELECT count(*) AS n FROM steps WHERE phase = 'sft' AND step > ?", [first_rl])["n"][0]
     coll = ev_events.filter(pl.col("kind") == "collapse")
     onset = None
     if not coll.is_empty():
         data = json.loads(coll["data"][0]) if coll["data"][0] else {}
         onset = data.get("onset", int(coll["step"][0]))
     spikes = ev_events.filter(pl.col("kind") == "spike")["step"]
-    return dict(rl_steps=int(rl["n"][0]),
+    return dict(rl_steps=int(rl["n"][0]), sft_steps_in_rl=int(sft),    # SFT optimiser steps between RL steps (rounds)
                 final_accuracy=float(ev["accuracy"][-1]) if len(ev) else None,
                 best_accuracy=float(ev["accuracy"].max()) if len(ev) else None,
                 best_step=int(ev.sort("accuracy", descending=True, maintain_order=True)["step"][0]) if len(ev) else None,
@@ -398,3 +408,106 @@ def sweep(base_config,                # dict or YAML path of a TrainConfig
     df = pl.DataFrame(rows, infer_schema_length=None)
     root.mkdir(parents=True, exist_ok=True); df.write_parquet(root / "summary.parquet")
     return df
+
+# %% ../nbs/15_evaluation.ipynb #3b46d1b6
+def _merge(d: dict, over: dict) -> dict:
+    "`over` merged into `d` (nested mappings merged, anything else replaced)."
+    for k, v in over.items():
+        d[k] = _merge(d.get(k) or {}, v) if isinstance(v, dict) and isinstance(d.get(k), dict | None) else copy.deepcopy(v)
+    return d
+
+def pinned_checkpoint(run_dir) -> Path | None:
+    "A run's pinned checkpoint (the end of its SFT warm-up), or None."
+    return next((p for p in checkpoints(run_dir) if (p / "PINNED").exists()), None)
+
+def load_experiment(path,                 # an experiment file, e.g. configs/cpu/compare.yaml
+                    section: str = "methods",  # which mapping of arms to use as the grid's named axis
+                    repo=None,            # folder the file's paths are relative to (default: two levels above the file)
+                    strict: bool = True,  # False: a missing warm-up checkpoint leaves `init_from` empty (to check the arms)
+                   ) -> dict:
+    "`sweep` keyword arguments (base_config, grid, root) for one section of an experiment file's arms."
+    import yaml
+    path = Path(path); repo = Path(repo) if repo is not None else path.resolve().parent.parent.parent
+    spec = yaml.safe_load(path.read_text())
+    for key in ("base", "root", section):
+        if key not in spec: raise ConfigError(f"{key}: missing in experiment file {path}")
+    base = _merge(yaml.safe_load((repo / spec["base"]).read_text()), spec.get("overrides", {}))
+    if spec.get("warmup_run"):
+        ck = pinned_checkpoint(repo / spec["warmup_run"])
+        if ck is None and strict:
+            raise FileNotFoundError(f"warmup_run: {repo / spec['warmup_run']} has no pinned warm-up checkpoint; train it first")
+        base["init_from"] = str(ck) if ck else ""
+    return dict(base_config=base, grid={"method": spec[section]}, root=repo / spec["root"])
+
+# %% ../nbs/15_evaluation.ipynb #ae862dfb
+def ood_eval(source,                  # run dir or checkpoint (see `resolve_source`)
+             log_path,                # the run log that gets the rows (a run's own log.duckdb, or a new file)
+             n_tasks: int = 2,        # first n tasks per category, in each mode
+             max_action_tokens: int = 48,
+             progress: bool = False,
+             env_cfg=None,            # environment of a bare model (e.g. the base model: the runs' `cfg.env`)
+             modes=MODES) -> bool:    # which modes (a run's trainer already logged strict on its own eval tasks)
+    "Accuracy of `source` in `modes` (default: all four), logged once: False if `log_path` already has a content-OOD one."
+    if Path(log_path).exists():
+        with RunLog(log_path, read_only=True) as lg:
+            if lg.query("SELECT count(*) AS n FROM evaluations WHERE mode = 'content_ood'")["n"][0]: return False
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    evaluate_checkpoint(source, env_cfg=env_cfg, modes=modes, n_tasks=n_tasks, max_action_tokens=max_action_tokens, log=log_path,
+                        progress=progress)
+    return True
+
+_UNHEALTHY = "state IN ('text_pollution', 'collapsed')"
+
+def method_table(runs: dict) -> pl.DataFrame:
+    "One row per run (`{label: run dir}`): budget, reward, states, collapse/spike RL step, final and four-mode accuracy."
+    rows = []
+    for label, d in runs.items():
+        with RunLog(Path(d) / "log.duckdb", read_only=True) as lg:
+            q = lambda sql, *a: lg.query(sql, list(a) if a else None)
+            rl = q("SELECT step FROM steps WHERE phase = 'rl' ORDER BY step")["step"].to_list()
+            rl_index = lambda s: None if s is None else sum(1 for x in rl if x <= s)     # 1 = first RL step
+            st = q("""SELECT count(*) FILTER (phase = 'sft' AND step > ?) AS sft, avg(reward_mean) FILTER (phase = 'rl') AS reward,
+                             max(kl) FILTER (phase = 'rl') AS kl_max, sum(t_total) / 60 AS minutes FROM steps""", rl[0] if rl else -1).row(0, named=True)
+            last3 = q("SELECT avg(reward_mean) AS r FROM (SELECT reward_mean FROM steps WHERE phase = 'rl' ORDER BY step DESC LIMIT 3)")["r"][0]
+            sh = q(f"""SELECT step, avg(CASE WHEN {_UNHEALTHY} THEN 1.0 ELSE 0.0 END) AS u,
+                              avg(CASE WHEN state = 'healthy_tool_call' THEN 1.0 ELSE 0.0 END) AS h FROM actions GROUP BY step ORDER BY step""")
+            coll = q("SELECT data FROM events WHERE kind = 'collapse' ORDER BY step LIMIT 1")
+            onset = json.loads(coll["data"][0]).get("onset") if len(coll) else None
+            spike = q("SELECT min(step) AS s FROM events WHERE kind = 'spike'")["s"][0]
+            n_rounds = q("SELECT count(*) AS n FROM events WHERE kind = 'phase' AND message LIKE 'SFT round%'")["n"][0]
+            n_ctl = q("SELECT count(*) AS n FROM events WHERE kind = 'controller'")["n"][0]
+            fin = q("SELECT accuracy, n_tasks FROM evaluations WHERE checkpoint = 'final' AND category = 'all' AND mode = 'strict' ORDER BY ts DESC LIMIT 1")
+            ood = q("""SELECT mode, accuracy FROM evaluations WHERE category = 'avg' AND checkpoint <> 'final'
+                       QUALIFY row_number() OVER (PARTITION BY mode ORDER BY ts DESC) = 1""")
+        acc = dict(zip(ood["mode"].cast(pl.String), ood["accuracy"]))
+        rows.append(dict(method=str(label), rl_steps=len(rl), sft_steps=int(st["sft"]), sft_rounds=int(n_rounds), controller_actions=int(n_ctl),
+                         reward_mean=st["reward"], reward_last3=last3, kl_max=st["kl_max"],
+                         healthy_call_last=float(sh["h"][-1]) if len(sh) else None, unhealthy_last=float(sh["u"][-1]) if len(sh) else None,
+                         unhealthy_max=float(sh["u"].max()) if len(sh) else None, collapse_rl_step=rl_index(onset), first_spike_rl_step=rl_index(spike),
+                         final_strict=float(fin["accuracy"][0]) if len(fin) else None, final_n=int(fin["n_tasks"][0]) if len(fin) else None,
+                         **{f"avg_{m}": acc.get(m) for m in MODES}, minutes=st["minutes"]))
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+# %% ../nbs/15_evaluation.ipynb #8e2f8e94
+def step_table(runs: dict) -> pl.DataFrame:
+    "RL steps of every run (`{label: run dir}`) with reward, KL, LR and state shares; `rl_step` counts RL steps (1 = first)."
+    with open_many({str(k): Path(v) / "log.duckdb" for k, v in runs.items()}) as rs:
+        return rs.query(f"""
+            SELECT s.run_id AS method, s.step, row_number() OVER (PARTITION BY s.run_id ORDER BY s.step) AS rl_step,
+                   s.reward_mean AS reward, s.kl, s.lr, a.unhealthy, a.healthy_call
+            FROM steps s LEFT JOIN (
+                SELECT run_id, step, avg(CASE WHEN {_UNHEALTHY} THEN 1.0 ELSE 0.0 END) AS unhealthy,
+                       avg(CASE WHEN state = 'healthy_tool_call' THEN 1.0 ELSE 0.0 END) AS healthy_call
+                FROM actions GROUP BY run_id, step) a ON a.run_id = s.run_id AND a.step = s.step
+            WHERE s.phase = 'rl' ORDER BY method, s.step""")
+
+def compare_chart(df: pl.DataFrame,            # `step_table` rows
+                  order: list | None = None,  # legend order of the methods
+                  width: int = 170, height: int = 130):
+    "Mean reward, unhealthy share and KL per RL step, one line per method, side by side."
+    import altair as alt
+    base = alt.Chart(df.to_pandas()).encode(x=alt.X("rl_step:Q", title="RL step", axis=alt.Axis(tickMinStep=1)),
+                                            color=alt.Color("method:N", sort=order, title="arm"))
+    panel = lambda col, title: base.mark_line(point=True).encode(y=alt.Y(f"{col}:Q", title=title)).properties(
+        width=width, height=height, title=title)
+    return alt.hconcat(panel("reward", "mean reward"), panel("unhealthy", "unhealthy share"), panel("kl", "KL to reference"))

@@ -29,7 +29,7 @@ from accelerate.utils import gather_object
 
 # %% auto #0
 __all__ = ['ENVS', 'EnvConfig', 'EvalConfig', 'DiagnosticsConfig', 'TrainConfig', 'make_env', 'trainable_state', 'checkpoints',
-           'save_checkpoint', 'load_weights', 'evaluate', 'trajectory_rows', 'Trainer']
+           'save_checkpoint', 'init_checkpoint', 'load_weights', 'evaluate', 'trajectory_rows', 'Trainer']
 
 # %% ../nbs/10_trainer.ipynb #41659bb6
 ENVS = {"fastlane": "toolrl_nb.fastlane:FastLaneEnv", "bfcl": "toolrl_nb.bfcl:BfclEnv"}
@@ -78,6 +78,7 @@ class TrainConfig:
     checkpoint_every: int = 5       # RL steps between checkpoints (and one at the end)
     keep_checkpoints: int = 2       # older checkpoints are deleted
     warmup_tasks: int = 0           # SFT→RL: number of training tasks whose gold conversations warm up the policy (0: off)
+    init_from: str = ""             # start from this checkpoint of ours (e.g. another run's pinned warm-up); KL reference = it
     model: ModelConfig = field(default_factory=ModelConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -140,6 +141,20 @@ def save_checkpoint(run_dir, step: int, model, optimizer, scheduler, extra: dict
     shutil.rmtree(final, ignore_errors=True); os.replace(tmp, final)
     for old in [c for c in checkpoints(run_dir) if not (c / "PINNED").exists()][:-keep]: shutil.rmtree(old, ignore_errors=True)
     return final
+
+def init_checkpoint(cfg: TrainConfig) -> Path:
+    "The checkpoint `cfg.init_from` names, checked: ours (weights.pt) and trained from the same model config."
+    p = Path(cfg.init_from).expanduser()
+    if not (p / "weights.pt").is_file():
+        raise ConfigError(f"init_from: {cfg.init_from!r} is not a checkpoint folder of this workbench (no weights.pt); "
+                          f"pass e.g. runs/<run>/checkpoints/step_000007")
+    run_cfg = p.parent.parent / "config.yaml"
+    if run_cfg.is_file():
+        theirs = load_config(TrainConfig, run_cfg).model
+        if (theirs.name, theirs.lora) != (cfg.model.name, cfg.model.lora):
+            raise ConfigError(f"init_from: {p} was trained from model {theirs.name!r} (lora={theirs.lora}), "
+                              f"this run loads {cfg.model.name!r} (lora={cfg.model.lora})")
+    return p
 
 def load_weights(model, ckpt: Path):
     "Load a checkpoint's trainable weights into `model` (built from the run's model config)."
@@ -204,7 +219,9 @@ class Trainer:
         self.prs_pool: list = []        # (step, trajectory) candidates for PRS reflections (rollout 1 of each group)
         self._gold_sft: dict = {}       # task id -> gold SFT examples for the joint loss
         torch.manual_seed(cfg.seed); random.seed(cfg.seed); np.random.seed(cfg.seed)
+        init = init_checkpoint(cfg) if cfg.init_from and not resume else None   # checked before the slow load
         self.model, self.tok = load_policy(cfg.model)
+        if init: load_weights(self.model, init)
         self.acc = Accelerator(cpu=next(self.model.parameters()).device.type == "cpu")
         self.main, self.world, self.rank = self.acc.is_main_process, self.acc.num_processes, self.acc.process_index
         check(cfg.tasks_per_step % self.world == 0, "tasks_per_step",
@@ -232,6 +249,9 @@ class Trainer:
             if self.main and self.log.last_step() is not None:
                 raise FileExistsError(f"{self.run_dir} already holds a run: resume it (`toolrl resume {self.run_dir}`) or pick another run_dir")
             if self.main: save_config(cfg, self.run_dir / "config.yaml")
+            if self.main and cfg.init_from and self.ref is not None and not isinstance(self.ref, AdapterDisabledReference):
+                self.run_dir.mkdir(parents=True, exist_ok=True)   # resume needs the anchor even if init_from is gone
+                torch.save(self.ref.state_dict(), self.run_dir / "reference.pt")
             self.log.log_run(self.run_dir.name, to_dict(cfg))
 
     @classmethod
@@ -249,7 +269,7 @@ class Trainer:
         self.rounds_done, self.demand_rounds = st["extra"].get("rounds_done", 0), st["extra"].get("demand_rounds", 0)
         if self.controller: self.controller.load_state(st["extra"].get("controller", {}))
         ref_file = self.run_dir / "reference.pt"
-        if self.warmup_done and self.ref is not None and ref_file.exists():
+        if (self.warmup_done or self.cfg.init_from) and self.ref is not None and ref_file.exists():
             self.ref.load_state_dict(torch.load(ref_file, weights_only=True))
         self.controls.load_state(st["extra"].get("controls", {}))
         dropped = self.log.delete_after(st["step"])

@@ -271,6 +271,8 @@ def _copy_static(nav: list):
     for p in STATIC.glob("*"):
         if p.is_file() and (p.suffix in {".css", ".js", ".png", ".svg"} or (p.suffix == ".md" and f'"{p.name}"' in used)):
             shutil.copy2(p, DOCS_DIR / p.name)
+    if (NBS / "images").is_dir():    # pictures the notebooks link as images/<name> (e.g. the dashboard's screenshots)
+        shutil.copytree(NBS / "images", DOCS_DIR / "images", dirs_exist_ok=True)
 
 
 def render_mkdocs(nav: list):
