@@ -129,6 +129,7 @@ def test_screenshots(site):
     targets = {"home": "index.html", "api": "runlog.html" if "runlog.html" in api else api[0]}
     tutorials = sorted(p["page"] for p in site.values() if p["section"] == "tutorials")
     if tutorials: targets["tutorial"] = tutorials[0]
+    if "dashboard.html" in tutorials: targets["dashboard"] = "dashboard.html"   # the panel's screenshots
     SHOTS.mkdir(parents=True, exist_ok=True)
     external = []
     with _serve(SITE) as base, pw.sync_playwright() as p:
@@ -141,6 +142,10 @@ def test_screenshots(site):
                 assert page.locator("h1").first.is_visible()
                 assert page.locator("nav.md-nav--primary").count() >= 1
                 if name == "tutorial": assert page.locator(".jp-OutputArea svg, .jp-OutputArea img").count() > 0  # charts
+                if name == "dashboard":   # its pictures are copied with the site (nbs/images) and load offline
+                    assert page.locator(".jp-RenderedMarkdown img").count() >= 4
+                    assert page.evaluate("() => [...document.querySelectorAll('.jp-RenderedMarkdown img')]"
+                                         ".every(i => i.complete && i.naturalWidth > 0)")
                 if name == "api":
                     assert page.locator(".jp-CodeCell").count() > 0
                     assert page.locator(".jp-RenderedMarkdown h3, .jp-RenderedMarkdown h2").count() > 0  # show_doc

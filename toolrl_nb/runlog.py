@@ -368,13 +368,15 @@ def _per_run(log, build, *frames):
     panels = [build(*[f.filter(pl.col("run_id") == r) for f in frames]).properties(title=r) for r in log.run_ids]
     return alt.vconcat(*panels)
 
+_STEP_AXIS = alt.Axis(tickMinStep=1, format="d")   # steps are whole numbers, even on a 2-step run
+
 def reward_kl_chart(log, width=480, height=140) -> alt.VConcatChart:
     "Mean reward (± std band) and KL per RL step, one above the other with a shared step axis."
     df = steps_frame(log).filter(pl.col("phase").is_null() | (pl.col("phase") == "rl"))
     df = df.with_columns(lo=pl.col("reward_mean") - pl.col("reward_std").fill_null(0),
                          hi=pl.col("reward_mean") + pl.col("reward_std").fill_null(0))
     def build(d):
-        base = alt.Chart(d.select("step", "reward_mean", "lo", "hi", "kl")).encode(x=alt.X("step:Q", title="step"))
+        base = alt.Chart(d.select("step", "reward_mean", "lo", "hi", "kl")).encode(x=alt.X("step:Q", title="step", axis=_STEP_AXIS))
         reward = (base.mark_area(opacity=0.2).encode(y="lo:Q", y2="hi:Q")
                   + base.mark_line().encode(y=alt.Y("reward_mean:Q", title="reward (mean ± std)")))
         kl = base.mark_line(color="firebrick").encode(y=alt.Y("kl:Q", title="KL"))
@@ -385,7 +387,7 @@ def states_chart(log, width=480, height=180) -> alt.Chart:
     "Stacked shares of the structural states of actions per step."
     def build(d):
         return alt.Chart(d.select("step", "state", "share")).mark_area().encode(
-            x="step:Q", y=alt.Y("share:Q", stack="normalize", title="share of actions"),
+            x=alt.X("step:Q", axis=_STEP_AXIS), y=alt.Y("share:Q", stack="normalize", title="share of actions"),
             color=alt.Color("state:N", title="state"), tooltip=["step", "state", alt.Tooltip("share:Q", format=".2f")]
         ).properties(width=width, height=height)
     return _per_run(log, build, state_shares(log))
@@ -396,7 +398,7 @@ def probes_chart(log, events=True, kinds=("spike", "collapse"), width=480, heigh
     ev = log.query(f"SELECT {k}step, kind, message FROM events WHERE list_contains(?, kind) ORDER BY step", [list(kinds)])
     def build(d, e):
         lines = alt.Chart(d.select("step", "probe", "token", "mean")).mark_line().encode(
-            x="step:Q", y=alt.Y("mean:Q", title="mean probability"), color=alt.Color("token:N", title="token"),
+            x=alt.X("step:Q", axis=_STEP_AXIS), y=alt.Y("mean:Q", title="mean probability"), color=alt.Color("token:N", title="token"),
             strokeDash=alt.StrokeDash("probe:N", title="probe"), tooltip=["step", "probe", "token", "mean"])
         if not events or e.height == 0: return lines.properties(width=width, height=height)
         ev_base = alt.Chart(e.select("step", "kind", "message")).encode(x="step:Q")
