@@ -36,6 +36,12 @@ def site():
     return {p["notebook"]: p for p in pages}
 
 
+def test_page_names_are_unique():
+    "Two notebooks must not map to one page (`16_controller` and `32_controller` would both be controller.html)."
+    names = [bd.page_name(p) for p in bd.notebooks()]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
 def test_every_notebook_has_a_page(site):
     nbs = [p.relative_to(ROOT).as_posix() for p in bd.notebooks()]
     assert sorted(site) == sorted(nbs)
