@@ -422,7 +422,7 @@ def pinned_checkpoint(run_dir) -> Path | None:
 
 def load_experiment(path,                 # an experiment file, e.g. configs/cpu/compare.yaml
                     section: str = "methods",  # which mapping of arms to use as the grid's named axis
-                    repo=None,            # folder the file's paths are relative to (default: two levels above the file)
+                    repo=None,            # folder the file's paths are relative to (default: configs/cpu/x.yaml -> the repo)
                     strict: bool = True,  # False: a missing warm-up checkpoint leaves `init_from` empty (to check the arms)
                    ) -> dict:
     "`sweep` keyword arguments (base_config, grid, root) for one section of an experiment file's arms."
