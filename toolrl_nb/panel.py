@@ -301,8 +301,10 @@ class Panel:
         self._refresher.start()
 
     def close(self):
-        "Stop the refresher (training continues)."
+        "Stop the refresher and wait for its last poll (training continues), so the log can be closed after this."
         self._closed = True
+        r = self._refresher
+        if r is not None and r.is_alive() and r is not threading.current_thread(): r.join(timeout=60)
 
     # -- token inspector -----------------------------------------------------------------------------------
     def _fill_steps(self):
