@@ -25,6 +25,8 @@ class ControllerConfig:
     unhealthy_patience: int = 2     # consecutive steps at or above unhealthy_share that trigger a round
     sft_cooldown: int = 5           # RL steps after a round during which no other round is asked for
     sft_prs: bool = False           # the on-demand rounds also train on PRS reflections
+    reward_drop: float = 0.0        # > 0: a reward at or below (1 - this) x its best running mean is a bad step too
+    reward_window: int = 5          # running-mean window of that best reward (the collapse detector's)
     adaptive_lambda: bool = False   # joint SFT weight that rises with instability and decays when calm
     lambda_up: float = 0.25         # added to λ on each unstable step
     lambda_max: float = 1.0         # cap of λ
@@ -37,6 +39,8 @@ class ControllerConfig:
         check(0 < self.unhealthy_share <= 1, "controller.unhealthy_share", f"must be in (0, 1], got {self.unhealthy_share}")
         check(self.unhealthy_patience >= 1, "controller.unhealthy_patience", "must be >= 1")
         check(self.sft_cooldown >= 0, "controller.sft_cooldown", "must be >= 0")
+        check(0 <= self.reward_drop < 1, "controller.reward_drop", f"must be in [0, 1), got {self.reward_drop}")
+        check(self.reward_window >= 1, "controller.reward_window", "must be >= 1")
         check(0 <= self.lambda_decay < 1, "controller.lambda_decay", f"must be in [0, 1), got {self.lambda_decay}")
         check(self.lambda_up > 0 and self.lambda_max > 0, "controller.lambda_up", "lambda_up and lambda_max must be > 0")
     @property
@@ -69,11 +73,13 @@ class StabilityController:
         self.cfg, self.base_lr = cfg, base_lr
         self.lr_scale, self.lam = 1.0, 0.0
         self.calm_run = 0            # calm steps in a row (LR recovery)
-        self.bad_run = 0             # steps in a row at or above the unhealthy threshold
+        self.bad_run = 0             # bad steps in a row (unhealthy share at or above the threshold, or reward drop)
         self.since_round = None      # RL steps since the last on-demand SFT round (SFT steps take step numbers too)
+        self.rewards, self.best = [], 0.0   # the last reward_window step rewards; best running mean so far
 
     def state(self) -> dict: return dict(lr_scale=self.lr_scale, lam=self.lam, calm_run=self.calm_run,
-                                         bad_run=self.bad_run, since_round=self.since_round)
+                                         bad_run=self.bad_run, since_round=self.since_round,
+                                         rewards=list(self.rewards), best=self.best)
     def load_state(self, s: dict):
         for k, v in s.items(): setattr(self, k, v)
 
@@ -81,14 +87,20 @@ class StabilityController:
         self.lr_scale = scale
         return Action(step, "lr", self.base_lr * scale, why)
 
+    def _reward_dropped(self, reward: float) -> bool:
+        "Track the best running-mean reward; True when `reward` fell to (1 - reward_drop) x that best."
+        self.rewards = (self.rewards + [reward])[-self.cfg.reward_window:]
+        self.best = max(self.best, sum(self.rewards) / len(self.rewards))
+        return self.cfg.reward_drop > 0 and self.best >= 0.05 and reward <= (1 - self.cfg.reward_drop) * self.best
+
     def decide(self, v: StepView) -> list[Action]:
         "The actions for step `v.step` (possibly none)."
         c, out = self.cfg, []
-        high = v.unhealthy >= c.unhealthy_share
-        unstable = bool(v.spiked) or high
-        calm = not v.active and v.unhealthy < c.unhealthy_share / 2
+        high, dropped = v.unhealthy >= c.unhealthy_share, self._reward_dropped(v.reward)
+        unstable = bool(v.spiked) or high or dropped
+        calm = not v.active and not dropped and v.unhealthy < c.unhealthy_share / 2
         self.calm_run = self.calm_run + 1 if calm else 0
-        self.bad_run = self.bad_run + 1 if high else 0
+        self.bad_run = self.bad_run + 1 if high or dropped else 0
         if self.since_round is not None: self.since_round += 1
         if c.lr_backoff:
             if v.spiked and self.lr_scale > c.lr_min_factor:
@@ -101,8 +113,10 @@ class StabilityController:
         if c.sft_on_demand and self.bad_run >= c.unhealthy_patience and (
                 self.since_round is None or self.since_round > c.sft_cooldown):
             self.since_round, self.bad_run = 0, 0
-            out.append(Action(v.step, "sft_round", 1.0, f"unhealthy share {v.unhealthy:.2f} >= {c.unhealthy_share} "
-                              f"for {c.unhealthy_patience} steps: SFT round on recent failures"))
+            why = (f"unhealthy share {v.unhealthy:.2f} >= {c.unhealthy_share}" if high else
+                   f"reward {v.reward:.3g} <= {1 - c.reward_drop:g} x best {self.best:.3g}")
+            out.append(Action(v.step, "sft_round", 1.0, f"{why} (bad for {c.unhealthy_patience} steps): "
+                              "SFT round on recent failures"))
         if c.adaptive_lambda:
             lam = self.lam
             if unstable: lam = min(lam + c.lambda_up, c.lambda_max)
