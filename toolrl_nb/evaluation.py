@@ -15,11 +15,11 @@ from tqdm.auto import tqdm
 from .config import from_dict, to_dict, load_config, save_config, ConfigError
 from .models import ModelConfig, load_policy
 from .rollout import RolloutConfig, rollout
-from .runlog import RunLog, RunSet, TABLES, open_many
+from .runlog import RunLog, RunSet, TABLES, open_many, _STEP_AXIS
 from .trainer import EnvConfig, TrainConfig, Trainer, checkpoints, load_weights, make_env
 
 # %% auto #0
-__all__ = ['MODES', 'COLUMNS', 'PAPER_RESULTS', 'OOD_COLUMNS', 'wilson', 'category_key', 'mode_setup', 'EvalSource',
+__all__ = ['MODES', 'OOD_MODES', 'COLUMNS', 'PAPER_RESULTS', 'OOD_COLUMNS', 'wilson', 'category_key', 'mode_setup', 'EvalSource',
            'resolve_source', 'read_task_results', 'summary_rows', 'evaluate_checkpoint', 'three_way', 'paper_results',
            'paper_table', 'ood_table', 'to_markdown', 'expand_grid', 'run_status', 'sweep', 'pinned_checkpoint',
            'load_experiment', 'ood_eval', 'method_table', 'step_table', 'compare_chart']
@@ -38,6 +38,7 @@ def wilson(k: int,          # tasks passed
 
 # %% ../nbs/15_evaluation.ipynb #51925cad
 MODES = ("strict", "lenient", "format_ood", "content_ood")   # the `evaluations.mode` values
+OOD_MODES = ("format_ood", "content_ood")   # what a training run lacks: its trainer evaluates strict on its own tasks
 COLUMNS = {"base": "Base", "miss_func": "Miss Func", "miss_param": "Miss Param", "long_context": "Long Ctx"}  # paper's headers
 
 def category_key(category: str) -> str:
@@ -357,24 +358,25 @@ def run_status(run_dir, steps: int) -> str:
     n = _rl_done(Path(run_dir))
     return "done" if n >= steps else "partial" if n >= 0 else "new"
 
+def _onset_and_first_spike(log: RunLog) -> tuple:
+    "Global steps of the collapse onset (the detector's event) and of the first probe spike; None where there is none."
+    coll = log.query("SELECT step, data FROM events WHERE kind = 'collapse' ORDER BY step LIMIT 1")
+    onset = (json.loads(coll["data"][0] or "{}").get("onset", int(coll["step"][0]))) if len(coll) else None
+    spike = log.query("SELECT min(step) AS s FROM events WHERE kind = 'spike'")["s"][0]
+    return onset, None if spike is None else int(spike)
+
 def _run_summary(run_dir: Path) -> dict:
     with RunLog(run_dir / "log.duckdb", read_only=True) as log:
         ev = log.query("SELECT step, checkpoint, accuracy FROM evaluations WHERE mode = 'strict' AND category = 'all' ORDER BY step, ts")
-        ev_events = log.query("SELECT step, kind, data FROM events WHERE kind IN ('collapse', 'spike') ORDER BY step")
+        onset, first_spike = _onset_and_first_spike(log)
         rl = log.query("SELECT count(*) AS n, max(step) AS last FROM steps WHERE phase = 'rl'")
         first_rl = log.query("SELECT coalesce(min(step), 0) AS s FROM steps WHERE phase = 'rl'")["s"][0]
         sft = log.query("SELECT count(*) AS n FROM steps WHERE phase = 'sft' AND step > ?", [first_rl])["n"][0]
-    coll = ev_events.filter(pl.col("kind") == "collapse")
-    onset = None
-    if not coll.is_empty():
-        data = json.loads(coll["data"][0]) if coll["data"][0] else {}
-        onset = data.get("onset", int(coll["step"][0]))
-    spikes = ev_events.filter(pl.col("kind") == "spike")["step"]
     return dict(rl_steps=int(rl["n"][0]), sft_steps_in_rl=int(sft),    # SFT optimiser steps between RL steps (rounds)
                 final_accuracy=float(ev["accuracy"][-1]) if len(ev) else None,
                 best_accuracy=float(ev["accuracy"].max()) if len(ev) else None,
                 best_step=int(ev.sort("accuracy", descending=True, maintain_order=True)["step"][0]) if len(ev) else None,
-                collapse_step=onset, first_spike_step=int(spikes.min()) if len(spikes) else None)
+                collapse_step=onset, first_spike_step=first_spike)
 
 def sweep(base_config,                # dict or YAML path of a TrainConfig
           grid: dict,                 # {dotted key: [values]}, e.g. {"grpo.lr": [1e-6, 1e-5]}
@@ -471,9 +473,7 @@ def method_table(runs: dict) -> pl.DataFrame:
             last3 = q("SELECT avg(reward_mean) AS r FROM (SELECT reward_mean FROM steps WHERE phase = 'rl' ORDER BY step DESC LIMIT 3)")["r"][0]
             sh = q(f"""SELECT step, avg(CASE WHEN {_UNHEALTHY} THEN 1.0 ELSE 0.0 END) AS u,
                               avg(CASE WHEN state = 'healthy_tool_call' THEN 1.0 ELSE 0.0 END) AS h FROM actions GROUP BY step ORDER BY step""")
-            coll = q("SELECT data FROM events WHERE kind = 'collapse' ORDER BY step LIMIT 1")
-            onset = json.loads(coll["data"][0]).get("onset") if len(coll) else None
-            spike = q("SELECT min(step) AS s FROM events WHERE kind = 'spike'")["s"][0]
+            onset, spike = _onset_and_first_spike(lg)
             n_rounds = q("SELECT count(*) AS n FROM events WHERE kind = 'phase' AND message LIKE 'SFT round%'")["n"][0]
             n_ctl = q("SELECT count(*) AS n FROM events WHERE kind = 'controller'")["n"][0]
             fin = q("SELECT accuracy, n_tasks FROM evaluations WHERE checkpoint = 'final' AND category = 'all' AND mode = 'strict' ORDER BY ts DESC LIMIT 1")
@@ -506,7 +506,7 @@ def compare_chart(df: pl.DataFrame,            # `step_table` rows
                   width: int = 170, height: int = 130):
     "Mean reward, unhealthy share and KL per RL step, one line per method, side by side."
     import altair as alt
-    base = alt.Chart(df.to_pandas()).encode(x=alt.X("rl_step:Q", title="RL step", axis=alt.Axis(tickMinStep=1)),
+    base = alt.Chart(df.to_pandas()).encode(x=alt.X("rl_step:Q", title="RL step", axis=_STEP_AXIS),
                                             color=alt.Color("method:N", sort=order, title="arm"))
     panel = lambda col, title: base.mark_line(point=True).encode(y=alt.Y(f"{col}:Q", title=title)).properties(
         width=width, height=height, title=title)
