@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, asdict
 
 from .config import check
 from .controls import Controls
+from .diagnostics import RewardDrop
 
 # %% auto #0
 __all__ = ['ControllerConfig', 'StepView', 'Action', 'StabilityController']
@@ -75,28 +76,22 @@ class StabilityController:
         self.calm_run = 0            # calm steps in a row (LR recovery)
         self.bad_run = 0             # bad steps in a row (unhealthy share at or above the threshold, or reward drop)
         self.since_round = None      # RL steps since the last on-demand SFT round (SFT steps take step numbers too)
-        self.rewards, self.best = [], 0.0   # the last reward_window step rewards; best running mean so far
+        self.reward = RewardDrop(cfg.reward_drop, cfg.reward_window)   # the collapse detector's reward test
 
     def state(self) -> dict: return dict(lr_scale=self.lr_scale, lam=self.lam, calm_run=self.calm_run,
                                          bad_run=self.bad_run, since_round=self.since_round,
-                                         rewards=list(self.rewards), best=self.best)
+                                         rewards=list(self.reward.rewards), best=self.reward.best)
     def load_state(self, s: dict):
-        for k, v in s.items(): setattr(self, k, v)
+        for k, v in s.items(): setattr(self.reward if k in ("rewards", "best") else self, k, v)
 
     def _lr(self, step, scale, why) -> Action:
         self.lr_scale = scale
         return Action(step, "lr", self.base_lr * scale, why)
 
-    def _reward_dropped(self, reward: float) -> bool:
-        "Track the best running-mean reward; True when `reward` fell to (1 - reward_drop) x that best."
-        self.rewards = (self.rewards + [reward])[-self.cfg.reward_window:]
-        self.best = max(self.best, sum(self.rewards) / len(self.rewards))
-        return self.cfg.reward_drop > 0 and self.best >= 0.05 and reward <= (1 - self.cfg.reward_drop) * self.best
-
     def decide(self, v: StepView) -> list[Action]:
         "The actions for step `v.step` (possibly none)."
         c, out = self.cfg, []
-        high, dropped = v.unhealthy >= c.unhealthy_share, self._reward_dropped(v.reward)
+        high, dropped = v.unhealthy >= c.unhealthy_share, self.reward.update(v.reward) and c.reward_drop > 0
         unstable = bool(v.spiked) or high or dropped
         calm = not v.active and not dropped and v.unhealthy < c.unhealthy_share / 2
         self.calm_run = self.calm_run + 1 if calm else 0
@@ -114,7 +109,7 @@ class StabilityController:
                 self.since_round is None or self.since_round > c.sft_cooldown):
             self.since_round, self.bad_run = 0, 0
             why = (f"unhealthy share {v.unhealthy:.2f} >= {c.unhealthy_share}" if high else
-                   f"reward {v.reward:.3g} <= {1 - c.reward_drop:g} x best {self.best:.3g}")
+                   f"reward {v.reward:.3g} <= {1 - c.reward_drop:g} x best {self.reward.best:.3g}")
             out.append(Action(v.step, "sft_round", 1.0, f"{why} (bad for {c.unhealthy_patience} steps): "
                               "SFT round on recent failures"))
         if c.adaptive_lambda:

@@ -17,8 +17,8 @@ from .grpo import group_advantages, logit_grad_split
 # %% auto #0
 __all__ = ['JSON_OPEN', 'IM_END', 'TOOL_CALL_0', 'TOOL_CALL', 'OTHER', 'MAX_CONTROL', 'PROBES', 'STATES', 'ProbeVocab',
            'sampled_spans', 'RowProbes', 'probe_positions', 'hand_sequence', 'position_table', 'ProbeCollector',
-           'headline', 'logits_with', 'probe_step', 'SpikeDetector', 'detect_spikes', 'CollapseDetector', 'lead_time',
-           'state_frequencies', 'state_frequencies_by_step', 'benchmark_batch', 'time_overhead']
+           'headline', 'logits_with', 'probe_step', 'SpikeDetector', 'detect_spikes', 'RewardDrop', 'CollapseDetector',
+           'lead_time', 'state_frequencies', 'state_frequencies_by_step', 'benchmark_batch', 'time_overhead']
 
 # %% ../nbs/11_diagnostics.ipynb #3c4fd682
 JSON_OPEN, IM_END, TOOL_CALL_0, TOOL_CALL, OTHER, MAX_CONTROL = '{"', "<|im_end|>", "<tool_call>[0]", "<tool_call>", "other", "max_control"
@@ -348,6 +348,18 @@ def detect_spikes(series,          # values (steps 0, 1, ...), (step, value) pai
     return d.spikes
 
 # %% ../nbs/11_diagnostics.ipynb #fd142fbc
+class RewardDrop:
+    "Tracks the best running-mean reward; `update` is True when a step's reward fell to (1 - drop) x that best."
+    def __init__(self, drop: float = 0.5, window: int = 5, min_peak: float = 0.05):
+        self.drop, self.window, self.min_peak = drop, window, min_peak
+        self.rewards: list[float] = []        # the last `window` rewards
+        self.best = -math.inf                 # best running-mean reward so far
+
+    def update(self, reward: float) -> bool:
+        self.rewards = (self.rewards + [reward])[-self.window:]
+        self.best = max(self.best, sum(self.rewards) / len(self.rewards))
+        return self.best >= self.min_peak and reward <= (1 - self.drop) * self.best
+
 class CollapseDetector:
     "Declares collapse once: collapsed share >= threshold, or reward <= (1 - drop) x best smoothed reward, `patience` steps in a row."
     def __init__(self, collapsed_share: float = 0.5,  # share of collapsed actions that counts as collapse
@@ -356,9 +368,8 @@ class CollapseDetector:
                  patience: int = 3,                   # consecutive bad steps needed
                  min_peak: float = 0.05,              # the best smoothed reward must reach this before a drop counts
                 ):
-        self.collapsed_share, self.reward_drop, self.patience, self.min_peak = collapsed_share, reward_drop, patience, min_peak
-        self.rewards: deque = deque(maxlen=window)
-        self.best = -math.inf                 # best running-mean reward so far
+        self.collapsed_share, self.patience = collapsed_share, patience
+        self.reward = RewardDrop(reward_drop, window, min_peak)
         self.run: list[int] = []              # current run of bad steps
         self.collapse_step: int | None = None # onset of the confirmed collapse
         self.reason = ""
@@ -366,10 +377,8 @@ class CollapseDetector:
     def update(self, step: int, reward: float, collapsed_share: float | None = None) -> bool:
         "Add one step; True at the step that confirms the collapse (only once)."
         if self.collapse_step is not None: return False
-        self.rewards.append(reward)
-        self.best = max(self.best, sum(self.rewards) / len(self.rewards))
+        by_reward = self.reward.update(reward)
         by_share = collapsed_share is not None and collapsed_share >= self.collapsed_share
-        by_reward = self.best >= self.min_peak and reward <= (1 - self.reward_drop) * self.best
         if not (by_share or by_reward): self.run = []; return False
         self.run.append(step)
         if len(self.run) < self.patience: return False
