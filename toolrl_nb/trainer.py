@@ -76,7 +76,7 @@ class TrainConfig:
     tasks_per_step: int = 2         # tasks per RL step (the paper: 60); trajectories = tasks * group_size
     micro_batch_size: int = 4       # trajectories per forward/backward (gradient accumulation)
     checkpoint_every: int = 5       # RL steps between checkpoints (and one at the end)
-    keep_checkpoints: int = 2       # older checkpoints are deleted
+    keep_checkpoints: int = 1       # older checkpoints are deleted (writes are atomic, so the last one is whole)
     warmup_tasks: int = 0           # SFT→RL: number of training tasks whose gold conversations warm up the policy (0: off)
     init_from: str = ""             # start from this checkpoint of ours (e.g. another run's pinned warm-up); KL reference = it
     model: ModelConfig = field(default_factory=ModelConfig)
