@@ -22,7 +22,7 @@ from .trainer import EnvConfig, TrainConfig, Trainer, checkpoints, load_weights,
 __all__ = ['MODES', 'OOD_MODES', 'COLUMNS', 'PAPER_RESULTS', 'OOD_COLUMNS', 'wilson', 'category_key', 'mode_setup', 'EvalSource',
            'resolve_source', 'read_task_results', 'summary_rows', 'evaluate_checkpoint', 'three_way', 'paper_results',
            'paper_table', 'ood_table', 'to_markdown', 'expand_grid', 'run_status', 'sweep', 'pinned_checkpoint',
-           'load_experiment', 'ood_eval', 'method_table', 'step_table', 'compare_chart']
+           'load_experiment', 'ood_eval', 'method_table', 'run_arms', 'step_table', 'compare_chart']
 
 # %% ../nbs/15_evaluation.ipynb #a0c6ad11
 def wilson(k: int,          # tasks passed
@@ -378,6 +378,9 @@ def _run_summary(run_dir: Path) -> dict:
                 best_step=int(ev.sort("accuracy", descending=True, maintain_order=True)["step"][0]) if len(ev) else None,
                 collapse_step=onset, first_spike_step=first_spike)
 
+_HOUSEKEEPING = ("keep_checkpoints",)   # disk use only: a run made with another value is the same experiment
+_experiment = lambda d: {k: v for k, v in d.items() if k not in _HOUSEKEEPING}
+
 def sweep(base_config,                # dict or YAML path of a TrainConfig
           grid: dict,                 # {dotted key: [values]}, e.g. {"grpo.lr": [1e-6, 1e-5]}
           root="runs/sweep",          # one run directory per combination under it, and summary.parquet
@@ -393,8 +396,10 @@ def sweep(base_config,                # dict or YAML path of a TrainConfig
     for name, d, vals in expand_grid(base, grid, seeds, root):
         cfg = from_dict(TrainConfig, d); run_dir = Path(cfg.run_dir)
         if (run_dir / "config.yaml").exists():
-            old = to_dict(load_config(TrainConfig, run_dir / "config.yaml"))
-            if old != to_dict(cfg): raise ValueError(f"{run_dir} holds a run with another config; move it away or change root")
+            old, new = (_experiment(to_dict(c)) for c in (load_config(TrainConfig, run_dir / "config.yaml"), cfg))
+            if old != new:
+                diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+                raise ValueError(f"{run_dir} holds a run with another config ({', '.join(diff)} differ); move it away or change root")
         status = run_status(run_dir, cfg.steps)
         if run and status != "done" and (limit is None or trained < limit):
             if status == "new" and run_dir.exists(): shutil.rmtree(run_dir)   # killed before its first checkpoint
@@ -487,6 +492,26 @@ def method_table(runs: dict) -> pl.DataFrame:
                          final_strict=float(fin["accuracy"][0]) if len(fin) else None, final_n=int(fin["n_tasks"][0]) if len(fin) else None,
                          **{f"avg_{m}": acc.get(m) for m in MODES}, minutes=st["minutes"]))
     return pl.DataFrame(rows, infer_schema_length=None)
+
+# %% ../nbs/15_evaluation.ipynb #737c78c9
+def run_arms(path,                     # an experiment file (see `load_experiment`)
+             sections: dict,           # {section: [arm names] or None for all its arms}
+             repo=None,                # as in `load_experiment`
+             modes=OOD_MODES,          # the modes each final checkpoint is evaluated in (once)
+             **ood_kw) -> dict:        # more `ood_eval` arguments (n_tasks, max_action_tokens)
+    "Train or resume the chosen arms of an experiment file, evaluate each once in `modes`: `{arm: run dir}`."
+    runs = {}
+    for section, names in sections.items():
+        kw = load_experiment(path, section, repo=repo)
+        arms = kw["grid"]["method"]
+        if names is not None:
+            if bad := [n for n in names if n not in arms]:
+                raise ConfigError(f"{section}: no arm {bad[0]!r} in {path} (it has {', '.join(arms)})")
+            arms = {n: arms[n] for n in names}
+        summary = sweep(kw["base_config"], {"method": arms}, root=kw["root"])
+        runs.update({m: kw["root"] / n for m, n in zip(summary["method"], summary["name"])})
+    for d in runs.values(): ood_eval(d, d / "log.duckdb", modes=modes, **ood_kw)
+    return runs
 
 # %% ../nbs/15_evaluation.ipynb #8e2f8e94
 def step_table(runs: dict) -> pl.DataFrame:
