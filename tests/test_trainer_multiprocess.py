@@ -11,7 +11,7 @@ BIN = Path(sys.executable).parent
 
 def test_two_process_cpu_run(tmp_path):
     run_dir = tmp_path / "run"
-    cfg = dict(run_dir=str(run_dir), seed=3, steps=2, tasks_per_step=2, checkpoint_every=1,
+    cfg = dict(run_dir=str(run_dir), seed=3, steps=2, tasks_per_step=2, checkpoint_every=1, keep_checkpoints=2,
                model=dict(name="tiny-random"), env=dict(options=dict(n_turns=[1, 2], n_distractors=0)),
                rollout=dict(group_size=2, max_action_tokens=8, max_total_tokens=1024), eval=dict(n_tasks=2, max_action_tokens=8))
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
