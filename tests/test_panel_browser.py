@@ -1,7 +1,7 @@
 """Level 3: JupyterLab in Debian's chromium (Playwright). Open a notebook that builds the panel on the tiny random
 model (fast lane, tiny budget: `panel.tiny_config`), run it, click Start / Pause / Resume and read the step counter.
 Screenshot: artifacts/screenshots/panel.png (gitignored)."""
-import json, os, shutil, socket, subprocess, sys, time, urllib.request
+import contextlib, json, os, re, shutil, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,9 @@ CELL = """from toolrl_nb.panel import show_panel, tiny_config
 import tempfile; from pathlib import Path
 panel = show_panel(tiny_config(Path(tempfile.mkdtemp()) / "run", steps=300), refresh_s=0.2)
 panel"""
+
+READ_TOPK = """el => [(el.innerHTML.match(/next token after position \\d+ \\([^)]*\\)/) || [null])[0],
+                     [...el.querySelectorAll('[aria-roledescription="bar"]')].map(b => b.getAttribute('aria-label'))]"""
 
 
 def _free_port():
@@ -75,4 +78,26 @@ def test_panel_in_jupyterlab(lab):
         page.screenshot(path=str(out / "panel.png"), full_page=True)
         page.locator("button.jupyter-button", has_text="Stop").click()
         expect(page.locator(".toolrl-status")).to_contain_text("stopped", timeout=120_000)
+        # token inspector: switching trajectory redraws the top-k chart (its title names the probed position)
+        page.get_by_role("tab", name="Token inspector").click()
+        page.locator("button.jupyter-button", has_text="Reload steps").click()
+        steps = page.locator(".toolrl-insp-step select")
+        expect(steps.locator("option").nth(1)).to_be_attached()
+        s = steps.locator("option").nth(1).text_content().strip()
+        steps.select_option(s)
+        topk, traj = page.locator(".toolrl-topk"), page.locator(".toolrl-insp-traj select")
+        expect(traj.locator("option").nth(2)).to_have_text(re.compile(rf"^\s*{s}-"))   # the step's trajectories arrived
+        seen = []
+        for tid in [t.strip() for t in traj.locator("option").all_text_contents()[1:3]]:
+            traj.select_option(tid)
+            expect(page.locator(".toolrl-insp-traj select")).to_have_value(tid)
+            expect(topk.locator("svg")).to_be_visible()
+            if seen:   # the redraw arrives from the kernel: wait for the previous title to go (the assert below explains a timeout)
+                with contextlib.suppress(Exception):
+                    page.wait_for_function("([s, t]) => !document.querySelector(s).innerHTML.includes(t)",
+                                           arg=[".toolrl-topk", seen[-1][1]], timeout=20_000)
+            seen.append((tid, *topk.evaluate(READ_TOPK)))
+        assert len(seen) == 2 and seen[0][1] != seen[1][1], f"the top-k chart title did not change: {seen}"
+        assert seen[0][2] != seen[1][2], f"the top-k bars did not change: {seen}"
+        assert all(s[1] and s[2] for s in seen), f"no title or no bars in the top-k chart: {seen}"
         browser.close()

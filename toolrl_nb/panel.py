@@ -15,8 +15,8 @@ from .runlog import RunLog, reward_kl_chart, states_chart, probes_chart
 from .format import CONTROL_TOKENS
 
 # %% auto #0
-__all__ = ['SIGNALS', 'ON_SPIKE', 'STATE_COLOURS', 'chart_svg', 'highlight_controls', 'actions_html', 'topk_chart', 'frame_chart',
-           'Panel', 'show_panel', 'tiny_config']
+__all__ = ['SIGNALS', 'ON_SPIKE', 'STATE_COLOURS', 'chart_svg', 'highlight_controls', 'actions_html', 'topk_chart', 'has_column',
+           'reward_chart', 'frame_chart', 'Panel', 'show_panel', 'tiny_config']
 
 # %% ../nbs/14_panel.ipynb #f9ebe480
 SIGNALS = ("sft", "ops", "hbg", "ets", "prs")   # supervision switches shown as toggles (plus any others the trainer's controls hold)
@@ -69,6 +69,22 @@ def topk_chart(topk, title: str = "") -> alt.Chart:
     return alt.Chart(df).mark_bar().encode(x=alt.X("prob:Q", title="probability"), y=alt.Y("token:N", sort="-x", title=None),
                                           color=alt.Color("control:N", scale=alt.Scale(domain=[False, True], range=["#4c78a8", "#b3261e"])),
                                           tooltip=["token", "prob"]).properties(width=320, height=18 * len(rows), title=title)
+
+def has_column(log, table: str, col: str) -> bool:
+    "Whether the run log's `table` has column `col` (older logs lack the newer columns)."
+    return log.query("SELECT count(*) AS n FROM information_schema.columns WHERE table_name = ? AND column_name = ?",
+                     [table, col])["n"][0] > 0
+
+def reward_chart(log, width=380, height=110) -> alt.VConcatChart:
+    "Reward and KL per RL step; the title says which reward: the policy's own (`policy_reward_mean`, gold rows excluded) when logged, else `reward_mean`."
+    pol = has_column(log, "steps", "policy_reward_mean")
+    gold = log.query("SELECT count(*) AS n FROM trajectories WHERE kind = 'gold'")["n"][0] > 0
+    y = "coalesce(policy_reward_mean, reward_mean)" if pol else "reward_mean"
+    title = ("policy reward (gold excluded)" if pol else "reward_mean (incl. gold rows)" if gold else "reward_mean (policy)")
+    df = log.query(f"SELECT step, {y} AS reward, kl FROM steps WHERE phase IS NULL OR phase = 'rl' ORDER BY step")
+    base = alt.Chart(df).encode(x=alt.X("step:Q", title="step", axis=alt.Axis(tickMinStep=1, format="d")))
+    return alt.vconcat(base.mark_line(point=True).encode(y=alt.Y("reward:Q", title=title), tooltip=["step", "reward"]).properties(width=width, height=height),
+                       base.mark_line(color="firebrick").encode(y=alt.Y("kl:Q", title="KL")).properties(width=width, height=height))
 
 def frame_chart(df: pl.DataFrame):
     "A chart for an SQL result when it fits (two columns, exactly one numeric): line over a numeric x, bars otherwise; else None."
@@ -154,14 +170,15 @@ class Panel:
         # charts
         self.charts_w = W.HTML(value="<i>no steps yet</i>")
         # token inspector
-        self.insp_step = W.Dropdown(options=[], description="step")
-        self.insp_traj = W.Dropdown(options=[], description="trajectory")
+        self.insp_step = W.Dropdown(options=[], description="step", _dom_classes=["toolrl-insp-step"])
+        self.insp_traj = W.Dropdown(options=[], description="trajectory", _dom_classes=["toolrl-insp-traj"])
         self.insp_probe = W.Dropdown(options=[], description="probe", layout=W.Layout(width="420px"))
         self.insp_btn = W.Button(description="Reload steps", icon="refresh")
-        self.insp_actions, self.insp_topk = W.HTML(), W.HTML()
-        self.insp_step.observe(lambda ch: self._fill_trajs(), "value")
-        self.insp_traj.observe(lambda ch: self.show_trajectory(), "value")
-        self.insp_probe.observe(lambda ch: self.show_topk(), "value")
+        self.insp_actions, self.insp_topk = W.HTML(), W.HTML(_dom_classes=["toolrl-topk"])
+        self._muted = False   # True while `_move_to` sets the dropdowns itself (then it draws once)
+        self.insp_step.observe(lambda ch: self._muted or self._fill_trajs(), "value")
+        self.insp_traj.observe(lambda ch: self._muted or self.show_trajectory(), "value")
+        self.insp_probe.observe(lambda ch: self._muted or self.show_topk(), "value")
         self.insp_btn.on_click(lambda _: self._fill_steps())
         inspector = W.VBox([W.HBox([self.insp_step, self.insp_traj, self.insp_btn]), self.insp_actions,
                             self.insp_probe, self.insp_topk])
@@ -285,7 +302,7 @@ class Panel:
     def render_charts(self) -> str:
         "Reward/KL, structural-state shares and probes (with spike/collapse markers) as inline SVG."
         out = []
-        for f in (reward_kl_chart, states_chart, probes_chart):
+        for f in (reward_chart, states_chart, probes_chart):
             try: out.append(chart_svg(f(self.log, width=380, height=110)))
             except Exception as e: out.append(f"<pre>{html.escape(f.__name__)}: {html.escape(str(e)[:300])}</pre>")
         return "<div style='display:flex;flex-wrap:wrap;gap:8px'>" + "".join(f"<div>{s}</div>" for s in out) + "</div>"
@@ -323,8 +340,26 @@ class Panel:
         r = self.log.query("SELECT traj_id FROM actions WHERE state = 'collapsed' ORDER BY step DESC, traj_id DESC LIMIT 1")
         return r["traj_id"][0] if r.height else None
 
+    def _move_to(self, tid):
+        "Set the step and trajectory dropdowns to trajectory `tid` without their observers drawing."
+        r = self.log.query("SELECT step FROM trajectories WHERE traj_id = ? LIMIT 1", [tid])
+        if r.height == 0: raise ValueError(f"no trajectory {tid!r} in {self.log.path}")
+        self._muted = True
+        try:
+            if r["step"][0] not in self.insp_step.options: self._fill_steps()
+            self.insp_step.value = r["step"][0]
+            self._fill_trajs()
+            self.insp_traj.value = tid
+        finally: self._muted = False
+
+    def _gold(self, tid) -> bool:
+        col = "coalesce(gold, kind = 'gold')" if has_column(self.log, "trajectories", "gold") else "kind = 'gold'"
+        r = self.log.query(f"SELECT {col} AS g FROM trajectories WHERE traj_id = ?", [tid])
+        return bool(r.height and r["g"][0])
+
     def show_trajectory(self, traj_id: str | None = None):
-        "Show a trajectory's actions (control tokens highlighted, probes coloured) and list its probed positions."
+        "Show a trajectory's actions (control tokens highlighted, probes coloured), its probed positions and the first one's top-k; `traj_id` also moves the dropdowns to it."
+        if traj_id not in (None, "latest collapsed"): self._move_to(traj_id)
         tid = traj_id or self.insp_traj.value
         if tid == "latest collapsed": tid = self.latest_collapsed()
         if tid is None: self.insp_actions.value = "<i>no collapsed trajectory logged yet</i>"; self.insp_probe.options = []; return
@@ -333,12 +368,16 @@ class Panel:
         tr = self.log.query("SELECT reward, passed, task_id FROM trajectories WHERE traj_id = ?", [tid])
         head = (f"<b>{html.escape(tid)}</b> task {html.escape(str(tr['task_id'][0]))} reward {tr['reward'][0]:.3f} "
                 f"passed {tr['passed'][0]}" if tr.height else f"<b>{html.escape(tid)}</b>")
+        if self._gold(tid): head += ' <span class="toolrl-gold" style="color:white;background:#8a6d00;padding:0 4px;border-radius:3px">gold (not the policy\'s)</span>'
+
         self.insp_actions.value = head + actions_html(acts, pr)
         self._probe_rows = pr.filter(pl.col("topk").is_not_null())
         opts = [(f"action {r['action_idx']} @{r['position']} {r['probe']} (p {r['token']} = {r['prob']:.3f})", i)
                 for i, r in enumerate(self._probe_rows.iter_rows(named=True))]
-        self.insp_probe.options = opts
-        if opts: self.insp_probe.value = 0
+        self._muted = True
+        try: self.insp_probe.options = opts; self.insp_probe.value = opts[0][1] if opts else None
+        finally: self._muted = False
+        if opts: self.show_topk(0)   # draw even when the value did not change (it is 0 in every trajectory)
         else: self.insp_topk.value = "<i>no probed positions with a top-k distribution in this trajectory</i>"
         return tid
 
