@@ -1,6 +1,6 @@
 """Build the notebooks in nbs/ into a static site that works offline, without Quarto (`make docs`).
 
-How it works (see ../shared/STACK.md §5, §7):
+How it works:
 
 1. **Process + execute** every notebook, each in its own subprocess (2 at a time, per-notebook timeout), with
    nbdev's own processors run through `NBProcessor`, in nbdev's order (`FilterDefaults`), except that the
@@ -68,8 +68,8 @@ def page_name(nb: Path, nbs: Path = NBS) -> str:
 
 
 def section(nb: Path) -> str:
-    "`home` (index), `api` (numbered 00_ ... 29_) or `tutorials` (a letter first, or a number >= 30)."
-    if nb.stem == "index": return "home"
+    "`home` (index), `paper` (paper.ipynb), `api` (numbered 00_ ... 29_) or `tutorials` (a letter first, or a number >= 30)."
+    if nb.stem in ("index", "paper"): return {"index": "home", "paper": "paper"}[nb.stem]
     m = re.match(r"(\d+)", nb.name)
     return "api" if m and int(m.group(1)) < 30 else "tutorials"
 
@@ -87,8 +87,18 @@ _re_pandoc_attr = re.compile(r'\{target="_blank"[^}\n]*\}')
 _re_directive = re.compile(r"^\s*#\s*\|.*(\n|$)")
 
 
+# show_doc's "[source](<git_url>/blob/...)" links: the repository address in settings.ini is not published, so they go
+_re_source = re.compile(r"\[source\]\(https://github\.com/[^)\s]*/blob/[^)\s]*\)")
+# links between notebooks, as they work on a clone (`30_collapse.ipynb#x`, `nbs/paper.ipynb`) -> the site's pages
+_re_nb_link = re.compile(r"\]\((?:\.\./)?(?:nbs/)?([\w-]+)\.ipynb(#[^)\s]*)?\)")
+
+
+def _nb_link(m) -> str: return f"]({page_name(NBS / (m.group(1) + '.ipynb'))}.html{m.group(2) or ''})"
+
+
 def _clean_md(text: str, prefix: str) -> str:
-    return _re_pandoc_attr.sub("", text).replace(prefix, "")
+    text = _re_source.sub("", _re_pandoc_attr.sub("", text)).replace(prefix, "")
+    return _re_nb_link.sub(_nb_link, text)
 
 
 _re_progress = re.compile(r"^.{0,80}\d+%\|.*\|")   # a tqdm progress bar line
@@ -250,16 +260,16 @@ def execute_all(nbs: list[Path], workers: int, timeout: int) -> list[dict]:
 
 
 def make_nav(results: list[dict]) -> tuple[list, list[dict]]:
-    pages, home, tuts, api = [], [], [], []
+    pages, home, paper, tuts, api = [], [], [], [], []
     for r in results:
         nb, name = r["nb"], page_name(r["nb"])
         sec = section(nb)
         pages.append({"notebook": nb.relative_to(ROOT).as_posix(), "page": f"{name}.html", "title": r["title"],
                       "section": sec})
         entry = {r["title"]: f"{name}.ipynb"}
-        (home if sec == "home" else api if sec == "api" else tuts).append(entry)
+        {"home": home, "paper": paper, "api": api}.get(sec, tuts).append(entry)
     if not home: home = [{"Home": "home.md"}]          # no index.ipynb: a static home page
-    nav = [{"Home": list(home[0].values())[0]},
+    nav = [{"Home": list(home[0].values())[0]}] + [{"The paper": list(paper[0].values())[0]}] * bool(paper) + [
            {"Tutorials": tuts or [{"Tutorials": "tutorials.md"}]},
            {"API reference": api}]
     return nav, pages
@@ -293,7 +303,7 @@ def render_nbconvert(pages: list[dict]):
     exp.exclude_input_prompt = exp.exclude_output_prompt = True
     exp.register_preprocessor(_tag_remover(), enabled=True)
     SITE_DIR.mkdir(parents=True, exist_ok=True)
-    order = {"home": 0, "tutorials": 1, "api": 2}
+    order = {"home": 0, "paper": 1, "tutorials": 2, "api": 3}
     ps = sorted(pages, key=lambda p: (order[p["section"]], p["notebook"]))
     nav = ('<nav style="font:14px sans-serif;padding:8px 24px;border-bottom:1px solid #ccc">'
            + " · ".join(f'<a href="{p["page"]}">{p["title"]}</a>' for p in ps) + "</nav>")
