@@ -204,3 +204,10 @@ def test_screenshots(site):
             browser.close()
     assert not external, f"the pages requested external URLs: {external[:5]}"
     assert (SHOTS / "docs_home.png").stat().st_size > 10_000
+
+
+def test_headroom_is_reported():
+    "The build names its slowest notebook against the limit, and warns when under a quarter of the limit is left."
+    r = [{"nb": Path("10_trainer.ipynb"), "secs": 289.0}, {"nb": Path("a.ipynb"), "secs": 3.0}]
+    assert bd.headroom(r, 300).endswith("289s of its 300s limit  WARNING: under 25% headroom, raise --timeout or speed it up")
+    assert bd.headroom(r, bd.TIMEOUT) == "build_docs: slowest notebook 10_trainer.ipynb 289s of its 600s limit"
