@@ -64,11 +64,17 @@ def test_panel_in_jupyterlab(lab):
         start.wait_for(timeout=180_000)
         step = page.locator(".toolrl-step input")
         read = lambda: int(step.input_value() or 0)
+        btn = lambda name: page.locator("button.jupyter-button", has_text=name)
+        def enabled(**want):   # buttons disabled when they cannot act
+            for name, on in want.items(): (expect(btn(name)).to_be_enabled if on else expect(btn(name)).to_be_disabled)(timeout=30_000)
+        enabled(Start=True, Pause=False, Resume=False, Stop=False)
         start.click()
+        enabled(Start=False, Pause=True, Resume=False, Stop=True)
         page.wait_for_function("() => +document.querySelector('.toolrl-step input').value >= 2", timeout=180_000)
         page.locator("button.jupyter-button", has_text="Pause").click()
-        expect(page.locator(".toolrl-status")).to_contain_text("paused at step", timeout=120_000)
+        expect(page.locator(".toolrl-status")).to_contain_text("paused after step", timeout=120_000)
         frozen = read()
+        enabled(Start=False, Pause=False, Resume=True, Stop=True)
         page.wait_for_timeout(4000)
         assert read() == frozen, "the step counter moved while paused"
         page.locator("button.jupyter-button", has_text="Resume").click()
@@ -78,25 +84,28 @@ def test_panel_in_jupyterlab(lab):
         page.screenshot(path=str(out / "panel.png"), full_page=True)
         page.locator("button.jupyter-button", has_text="Stop").click()
         expect(page.locator(".toolrl-status")).to_contain_text("stopped", timeout=120_000)
+        enabled(Start=False, Pause=False, Resume=False, Stop=False)
         # token inspector: switching trajectory redraws the top-k chart (its title names the probed position)
         page.get_by_role("tab", name="Token inspector").click()
         page.locator("button.jupyter-button", has_text="Reload steps").click()
-        steps = page.locator(".toolrl-insp-step select")
-        expect(steps.locator("option").nth(1)).to_be_attached()
-        s = steps.locator("option").nth(1).text_content().strip()
-        steps.select_option(s)
-        topk, traj = page.locator(".toolrl-topk"), page.locator(".toolrl-insp-traj select")
-        expect(traj.locator("option").nth(2)).to_have_text(re.compile(rf"^\s*{s}-"))   # the step's trajectories arrived
-        seen = []
-        for tid in [t.strip() for t in traj.locator("option").all_text_contents()[1:3]]:
-            traj.select_option(tid)
-            expect(page.locator(".toolrl-insp-traj select")).to_have_value(tid)
-            expect(topk.locator("svg")).to_be_visible()
-            if seen:   # the redraw arrives from the kernel: wait for the previous title to go (the assert below explains a timeout)
-                with contextlib.suppress(Exception):
-                    page.wait_for_function("([s, t]) => !document.querySelector(s).innerHTML.includes(t)",
-                                           arg=[".toolrl-topk", seen[-1][1]], timeout=20_000)
-            seen.append((tid, *topk.evaluate(READ_TOPK)))
+        steps, traj = page.locator(".toolrl-insp-step select"), page.locator(".toolrl-insp-traj select")
+        topk = page.locator(".toolrl-topk")
+        seen, prev = [], topk.inner_html()
+        for k in (1, 2, 3):                      # steps; a trajectory without probed positions has no chart: skip it
+            expect(steps.locator("option").nth(k)).to_be_attached()
+            s = steps.locator("option").nth(k).text_content().strip()
+            steps.select_option(s)
+            expect(traj.locator("option").nth(2)).to_have_text(re.compile(rf"^\s*{s}-"))   # the step's trajectories arrived
+            for tid in [t.strip() for t in traj.locator("option").all_text_contents()[1:]]:
+                traj.select_option(tid)
+                expect(traj).to_have_value(tid)
+                with contextlib.suppress(Exception):   # the redraw arrives from the kernel (the asserts below explain a miss)
+                    page.wait_for_function("([s, t]) => document.querySelector(s).innerHTML !== t", arg=[".toolrl-topk", prev], timeout=10_000)
+                prev = topk.inner_html()
+                title, bars = topk.evaluate(READ_TOPK)
+                if title: seen.append((tid, title, bars))
+                if len(seen) == 2: break
+            if len(seen) == 2: break
         assert len(seen) == 2 and seen[0][1] != seen[1][1], f"the top-k chart title did not change: {seen}"
         assert seen[0][2] != seen[1][2], f"the top-k bars did not change: {seen}"
         assert all(s[1] and s[2] for s in seen), f"no title or no bars in the top-k chart: {seen}"
