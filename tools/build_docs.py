@@ -45,11 +45,18 @@ MANIFEST = "_pages.json"                       # written into SITE_DIR: notebook
 RESULTS = ROOT / "_proc" / "_docs_results.json"          # titles of the processed notebooks (for --skip-exec)
 TIMINGS = ROOT / "_proc" / "_docs_timings.json"  # seconds per notebook, last build (scheduling only)
 
-# Injected before the first cell (not shown): static chart images instead of vega-embed from a CDN.
+# Injected before the first cell (not shown): static chart images instead of vega-embed from a CDN; whole tables.
 INJECT = """\
 try:
     import altair as _alt
     _alt.renderers.enable("svg")
+except ImportError:
+    pass
+try:   # tables show all their rows (up to 60) and whole column names, not a head ... tail cut
+    import polars as _pl
+    _pl.Config.set_tbl_rows(60); _pl.Config.set_fmt_str_lengths(60); _pl.Config.set_tbl_width_chars(200)
+    import pandas as _pd
+    _pd.set_option("display.max_rows", 60)
 except ImportError:
     pass
 """
