@@ -1,7 +1,7 @@
 """Level 3: JupyterLab in Debian's chromium (Playwright). Open a notebook that builds the panel on the tiny random
 model (fast lane, tiny budget: `panel.tiny_config`), run it, click Start / Pause / Resume and read the step counter.
 Screenshot: artifacts/screenshots/panel.png (gitignored)."""
-import json, os, shutil, socket, subprocess, sys, time, urllib.request
+import contextlib, json, os, re, shutil, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,9 @@ CELL = """from toolrl_nb.panel import show_panel, tiny_config
 import tempfile; from pathlib import Path
 panel = show_panel(tiny_config(Path(tempfile.mkdtemp()) / "run", steps=300), refresh_s=0.2)
 panel"""
+
+READ_TOPK = """el => [(el.innerHTML.match(/next token after position \\d+ \\([^)]*\\)/) || [null])[0],
+                     [...el.querySelectorAll('[aria-roledescription="bar"]')].map(b => b.getAttribute('aria-label'))]"""
 
 
 def _free_port():
@@ -61,11 +64,17 @@ def test_panel_in_jupyterlab(lab):
         start.wait_for(timeout=180_000)
         step = page.locator(".toolrl-step input")
         read = lambda: int(step.input_value() or 0)
+        btn = lambda name: page.locator("button.jupyter-button", has_text=name)
+        def enabled(**want):   # buttons disabled when they cannot act
+            for name, on in want.items(): (expect(btn(name)).to_be_enabled if on else expect(btn(name)).to_be_disabled)(timeout=30_000)
+        enabled(Start=True, Pause=False, Resume=False, Stop=False)
         start.click()
+        enabled(Start=False, Pause=True, Resume=False, Stop=True)
         page.wait_for_function("() => +document.querySelector('.toolrl-step input').value >= 2", timeout=180_000)
         page.locator("button.jupyter-button", has_text="Pause").click()
-        expect(page.locator(".toolrl-status")).to_contain_text("paused at step", timeout=120_000)
+        expect(page.locator(".toolrl-status")).to_contain_text("paused after step", timeout=120_000)
         frozen = read()
+        enabled(Start=False, Pause=False, Resume=True, Stop=True)
         page.wait_for_timeout(4000)
         assert read() == frozen, "the step counter moved while paused"
         page.locator("button.jupyter-button", has_text="Resume").click()
@@ -75,4 +84,29 @@ def test_panel_in_jupyterlab(lab):
         page.screenshot(path=str(out / "panel.png"), full_page=True)
         page.locator("button.jupyter-button", has_text="Stop").click()
         expect(page.locator(".toolrl-status")).to_contain_text("stopped", timeout=120_000)
+        enabled(Start=False, Pause=False, Resume=False, Stop=False)
+        # token inspector: switching trajectory redraws the top-k chart (its title names the probed position)
+        page.get_by_role("tab", name="Token inspector").click()
+        page.locator("button.jupyter-button", has_text="Reload steps").click()
+        steps, traj = page.locator(".toolrl-insp-step select"), page.locator(".toolrl-insp-traj select")
+        topk = page.locator(".toolrl-topk")
+        seen, prev = [], topk.inner_html()
+        for k in (1, 2, 3):                      # steps; a trajectory without probed positions has no chart: skip it
+            expect(steps.locator("option").nth(k)).to_be_attached()
+            s = steps.locator("option").nth(k).text_content().strip()
+            steps.select_option(s)
+            expect(traj.locator("option").nth(2)).to_have_text(re.compile(rf"^\s*{s}-"))   # the step's trajectories arrived
+            for tid in [t.strip() for t in traj.locator("option").all_text_contents()[1:]]:
+                traj.select_option(tid)
+                expect(traj).to_have_value(tid)
+                with contextlib.suppress(Exception):   # the redraw arrives from the kernel (the asserts below explain a miss)
+                    page.wait_for_function("([s, t]) => document.querySelector(s).innerHTML !== t", arg=[".toolrl-topk", prev], timeout=10_000)
+                prev = topk.inner_html()
+                title, bars = topk.evaluate(READ_TOPK)
+                if title: seen.append((tid, title, bars))
+                if len(seen) == 2: break
+            if len(seen) == 2: break
+        assert len(seen) == 2 and seen[0][1] != seen[1][1], f"the top-k chart title did not change: {seen}"
+        assert seen[0][2] != seen[1][2], f"the top-k bars did not change: {seen}"
+        assert all(s[1] and s[2] for s in seen), f"no title or no bars in the top-k chart: {seen}"
         browser.close()

@@ -69,13 +69,13 @@ def test_comm_messages_drive_the_panel(kernel):
     kernel.execute(CODE)
     assert fe.until(lambda: "Stop" in fe.ids and "toolrl-status" in fe.ids, 240), "panel widgets never opened"
     status = lambda: fe.value("toolrl-status") or ""
-    step = lambda: fe.value("toolrl-step")
+    step = lambda: int(fe.value("toolrl-step") or -1)   # the step box: the last logged step ("" before the first)
 
     fe.click("Start")
-    assert fe.until(lambda: (step() or 0) >= 2), f"step counter did not move: {step()}"
+    assert fe.until(lambda: step() >= 2), f"step counter did not move: {step()}"
     fe.click("Pause")
-    assert fe.until(lambda: "pausing at next safe point" in status() or "paused at step" in status(), 30), status()
-    assert fe.until(lambda: "paused at step" in status(), 120), status()
+    assert fe.until(lambda: "pausing at next safe point" in status() or "paused after step" in status(), 30), status()
+    assert fe.until(lambda: "paused after step" in status(), 120), status()
     frozen = step()
     fe.set("ops", True)                       # a supervision switch, toggled as the frontend does
     t0 = time.time(); fe.pump(4.0)
@@ -88,8 +88,8 @@ def test_comm_messages_drive_the_panel(kernel):
     fe.click("Stop")
     assert fe.until(lambda: "stopped" in status() and "running" not in status(), 180), status()
     assert "stopped" in status()
-    # the toggle was logged at the step where the run was paused
+    # the toggle was logged at the step the paused run ran next
     kernel.execute("import json, time; panel.close(); time.sleep(0.5); "
                    "panel.phase_w.value = json.dumps(panel.log.query(\"SELECT step FROM events WHERE kind = 'toggle'\")['step'].to_list())")
     assert fe.until(lambda: (fe.value("phase") or "").startswith("["), 30)
-    assert json.loads(fe.value("phase")) == [frozen]
+    assert json.loads(fe.value("phase")) == [frozen + 1]

@@ -19,35 +19,48 @@ def wait(cond, timeout=180, every=0.05):
 def test_buttons_drive_a_real_run(tmp_path):
     p = show_panel(tiny_config(tmp_path / "run", steps=200), refresh_s=0.1)
     try:
-        assert "ready" in p.status_w.value
+        shown = lambda: int(p.step_w.value) if p.step_w.value else -1     # the step box: the last logged step
+        buttons = lambda: {n: not getattr(p, f"{n}_btn").disabled for n in ("start", "pause", "resume", "stop")}
+        assert "ready" in p.status_w.value and shown() == -1
+        assert buttons() == dict(start=True, pause=False, resume=False, stop=False)
+        assert "Pick a step and a trajectory" in p.insp_actions.value      # the inspector opens with a hint
         p.start_btn.click()
-        assert p.running and p.start_btn.disabled
-        assert wait(lambda: p.step_w.value >= 2), "the step counter never reached 2"
+        assert p.running and buttons() == dict(start=False, pause=True, resume=False, stop=True)
+        assert wait(lambda: shown() >= 2), "the step counter never reached 2"
+        assert wait(lambda: p.insp_step.options and p.insp_step.options[0] >= 2)   # the inspector follows new steps
 
-        # pause holds: status says pausing, then paused at step N, and the counter stays frozen
+        # pause holds: status says pausing, then paused after step N, and the counter stays frozen
         p.pause_btn.click()
         assert "pausing at next safe point" in p.status_w.value
-        assert wait(lambda: "paused at step" in p.status_w.value, 120), p.status_w.value
-        n = p.trainer.step
-        assert f"paused at step {n}" in p.status_w.value
+        assert wait(lambda: "paused after step" in p.status_w.value, 120), p.status_w.value
+        n = p.trainer.step                                # the next step to run
+        assert f"paused after step {n - 1}" in p.status_w.value and p.last_step == n - 1
+        assert buttons() == dict(start=False, pause=False, resume=True, stop=True)
         sps = max(p.sps_w.value, 0.5)
         time.sleep(min(3 * sps, 8))                      # several step-times
-        assert p.trainer.step == n and p.step_w.value == n
+        assert p.trainer.step == n and shown() == n - 1
 
         # a toggle and a value while paused: logged at the step where they take effect (the paused step)
         p.signal_ws["ops"].value = not p.signal_ws["ops"].value
         p.value_ws["temperature"].value = 0.7
         p.on_spike_w.value = "pause"
+        on = "on" if p.signal_ws["ops"].value else "off"
+        assert f"takes effect at step {n}: ops {on}, temperature 0.7" in p.status_w.value, p.status_w.value  # shown at once
+        p.refresh(); assert "takes effect at step" in p.status_w.value   # until that step is logged
         assert p.trainer.controls.signal("on_spike_pause") and not p.trainer.controls.signal("on_spike_stop")
 
         p.resume_btn.click()
-        assert wait(lambda: p.step_w.value >= n + 2), "resume did not continue"
+        assert wait(lambda: shown() >= n + 1), "resume did not continue"
+        assert wait(lambda: "takes effect" not in p.status_w.value, 30), p.status_w.value
 
         p.stop_btn.click()
         p.thread.join(timeout=180)
         assert not p.running
         p.refresh()
         assert "stopped" in p.status_w.value, p.status_w.value
+        assert not any(buttons().values())
+        p.resume(); p.refresh()                           # Resume after Stop: says why, not silently ignored
+        assert "Resume: this run has stopped; continue it from its last checkpoint with `toolrl resume" in p.status_w.value
         ev = p.log.query("SELECT step, kind, message, data FROM events ORDER BY ts")
         rows = ev.rows(named=True)
         toggles = [r for r in rows if r["kind"] == "toggle" and json.loads(r["data"])["name"] == "ops"]
@@ -97,4 +110,4 @@ def test_on_spike_pause_reacts_to_a_spike_event(tmp_path):
 
 def test_read_only_panel_on_a_missing_run(tmp_path):
     import pytest
-    with pytest.raises(Exception): Panel.from_run(tmp_path / "nothing")
+    with pytest.raises(FileNotFoundError, match="no run log at .*nothing"): Panel.from_run(tmp_path / "nothing")

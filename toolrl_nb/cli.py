@@ -9,7 +9,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['readme_text', 'write_readme', 'apply_overrides', 'report', 'first_action', 'print_first_action', 'main_job',
-           'build_parser', 'main']
+           'build_parser', 'one_line_errors', 'main']
 
 # %% ../nbs/20_cli.ipynb #23fa53d1
 def readme_text(index_nb: Path) -> str:
@@ -44,17 +44,19 @@ def apply_overrides(data: dict,        # a config as a plain dict (from YAML)
 
 # %% ../nbs/20_cli.ipynb #14481af3
 def report(run_dir, charts: bool = True) -> dict:
-    "Print a run's summary from its DuckDB log and save its charts as PNG; returns the paths and frames."
-    from toolrl_nb.runlog import RunLog, reward_kl_chart, states_chart, save_chart
+    "Print a run's summary from its DuckDB log (opened read-only) and save its charts as PNG; returns the paths and frames."
     run_dir = Path(run_dir)
-    log = RunLog(run_dir / "log.duckdb")
+    if not (run_dir / "log.duckdb").is_file(): raise FileNotFoundError(f"{run_dir} is not a run directory (no log.duckdb in it)")
+    from toolrl_nb.runlog import RunLog, reward_kl_chart, states_chart, save_chart
+    log = RunLog(run_dir / "log.duckdb", read_only=True)   # a reader: also while the run (a panel) writes it
     try:
         steps = log.query("SELECT phase, count(*) AS steps, round(avg(reward_mean), 3) AS reward, round(avg(kl), 5) AS kl, "
                           "round(avg(t_total), 1) AS s_per_step FROM steps GROUP BY phase ORDER BY phase")
         evals = log.query("SELECT step, checkpoint, category, n_tasks, n_passed, round(accuracy, 1) AS accuracy "
                           "FROM evaluations ORDER BY step, category")
         states = log.query("SELECT state, count(*) AS n FROM actions GROUP BY state ORDER BY n DESC")
-        print(f"run {run_dir}\n{steps}\n{evals}\n{states}")
+        note = " (a read-only copy: the log is open for writing in another process)" if log.snapshot else ""
+        print(f"run {run_dir}{note}\n{steps}\n{evals}\n{states}")
         out = dict(steps=steps, evaluations=evals, states=states)
         if charts and len(log.query("SELECT 1 FROM steps WHERE phase = 'rl' LIMIT 1")):
             out["reward_png"] = save_chart(reward_kl_chart(log), run_dir / "reward_kl.png")
@@ -125,6 +127,8 @@ def _train(args):
     report(data.get("run_dir", "runs/demo"))
 
 def _resume(args):
+    if not (Path(args.run_dir) / "config.yaml").is_file():
+        raise FileNotFoundError(f"{args.run_dir} is not a run directory (no config.yaml in it)")
     from toolrl_nb.trainer import Trainer
     Trainer.resume(args.run_dir).run().log.close()
     report(args.run_dir)
@@ -132,8 +136,10 @@ def _resume(args):
 def _report(args): report(args.run_dir, charts=not args.no_charts)
 
 def _eval(args):
-    from toolrl_nb.evaluation import evaluate_checkpoint, to_markdown
     src = Path(args.source)
+    if not src.exists() and (len(src.parts) > 1 or args.source.startswith(".")):   # a path, not a model name
+        raise FileNotFoundError(f"{src}: no such run, checkpoint or model folder")
+    from toolrl_nb.evaluation import evaluate_checkpoint, to_markdown
     df = evaluate_checkpoint(args.source, split=args.split, modes=tuple(args.modes.split(",")), n_tasks=args.n_tasks,
                              batch_size=args.batch_size, max_action_tokens=args.max_action_tokens,
                              log=True if (src / "log.duckdb").exists() else None)
@@ -187,11 +193,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--root", default=".", help="repository root"); s.set_defaults(fn=_readme)
     return p
 
+_ONE_LINE = (("toolrl_nb.config", "ConfigError"), ("toolrl_nb.models", "ModelError"), ("toolrl_nb.runlog", "RunLogLocked"))
+
+def one_line_errors() -> tuple:
+    "Errors `main` prints as one line: file errors, plus config, model and locked-log errors of the modules a sub-command imported."
+    return (FileNotFoundError, FileExistsError) + tuple(getattr(sys.modules[m], n) for m, n in _ONE_LINE if m in sys.modules)
+
 def main(argv: list[str] | None = None):
-    "Entry point of the `toolrl` command. Configuration and model errors print one line, not a traceback."
-    from toolrl_nb.config import ConfigError
-    from toolrl_nb.models import ModelError
+    "Entry point of the `toolrl` command. Imports only what the sub-command needs (`--help` takes a fraction of a second); its expected errors print one line, not a traceback."
     args = build_parser().parse_args(argv)
     try: args.fn(args)
     except KeyboardInterrupt: sys.exit(130)
-    except (ConfigError, ModelError, FileNotFoundError, FileExistsError) as e: sys.exit(f"toolrl: error: {e}")
+    except Exception as e:
+        if isinstance(e, one_line_errors()): sys.exit(f"toolrl: error: {e}")
+        raise

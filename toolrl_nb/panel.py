@@ -15,11 +15,11 @@ from .runlog import RunLog, reward_kl_chart, states_chart, probes_chart
 from .format import CONTROL_TOKENS
 
 # %% auto #0
-__all__ = ['SIGNALS', 'ON_SPIKE', 'STATE_COLOURS', 'chart_svg', 'highlight_controls', 'actions_html', 'topk_chart', 'frame_chart',
-           'Panel', 'show_panel', 'tiny_config']
+__all__ = ['SIGNALS', 'ON_SPIKE', 'STATE_COLOURS', 'chart_svg', 'highlight_controls', 'actions_html', 'topk_chart', 'has_column',
+           'reward_chart', 'frame_chart', 'Panel', 'show_panel', 'tiny_config']
 
 # %% ../nbs/14_panel.ipynb #f9ebe480
-SIGNALS = ("sft", "ops", "hbg", "ets", "prs")   # supervision switches shown as toggles (plus any others the trainer's controls hold)
+SIGNALS = ("ops", "hbg", "ets", "prs")   # supervision switches shown as toggles (plus any others the trainer's controls hold)
 ON_SPIKE = ("none", "stop", "pause")            # automatic action when a probe spikes
 
 def chart_svg(chart) -> str:
@@ -43,7 +43,10 @@ def highlight_controls(text: str) -> str:
 # %% ../nbs/14_panel.ipynb #ee99cffd
 STATE_COLOURS = {"healthy_tool_call": "#1b7f3b", "healthy_response": "#1f5fa8", "text_pollution": "#b26b00", "collapsed": "#b3261e"}
 
-def _prob_bg(p: float) -> str: return f"background:rgba(179,38,30,{min(max(p, 0.0), 1.0):.2f})"
+def _prob_bg(token: str, p: float) -> str:
+    "Red by probability for a control token (its mass is the collapse signature); neutral for `{\"`, `other` and the rest."
+    if token.strip() not in _CTRL: return "background:#f2f2f2"
+    return f"background:rgba(179,38,30,{min(max(p, 0.0), 1.0):.2f})"
 
 def actions_html(actions: pl.DataFrame,        # rows of the actions table for one trajectory
                  probes: pl.DataFrame | None = None,  # its probes rows (action_idx, position, probe, token, prob)
@@ -53,7 +56,7 @@ def actions_html(actions: pl.DataFrame,        # rows of the actions table for o
     for a in actions.sort("action_idx").iter_rows(named=True):
         col = STATE_COLOURS.get(a["state"], "#555")
         p = "" if probes is None else "".join(
-            f'<span style="{_prob_bg(r["prob"])};padding:0 3px;margin-right:4px;border:1px solid #ccc">'
+            f'<span class="toolrl-probe" style="{_prob_bg(r["token"], r["prob"])};padding:0 3px;margin-right:4px;border:1px solid #ccc">'
             f'{html.escape(r["probe"])} @{r["position"]} p({html.escape(r["token"])})={r["prob"]:.3f}</span>'
             for r in probes.filter(pl.col("action_idx") == a["action_idx"]).iter_rows(named=True))
         parts.append(f'<div style="margin:4px 0"><b>action {a["action_idx"]}</b> (turn {a["turn_idx"]}) '
@@ -69,6 +72,22 @@ def topk_chart(topk, title: str = "") -> alt.Chart:
     return alt.Chart(df).mark_bar().encode(x=alt.X("prob:Q", title="probability"), y=alt.Y("token:N", sort="-x", title=None),
                                           color=alt.Color("control:N", scale=alt.Scale(domain=[False, True], range=["#4c78a8", "#b3261e"])),
                                           tooltip=["token", "prob"]).properties(width=320, height=18 * len(rows), title=title)
+
+def has_column(log, table: str, col: str) -> bool:
+    "Whether the run log's `table` has column `col` (older logs lack the newer columns)."
+    return log.query("SELECT count(*) AS n FROM information_schema.columns WHERE table_name = ? AND column_name = ?",
+                     [table, col])["n"][0] > 0
+
+def reward_chart(log, width=380, height=110) -> alt.VConcatChart:
+    "Reward and KL per RL step; the title says which reward: the policy's own (`policy_reward_mean`, gold rows excluded) when logged, else `reward_mean`."
+    pol = has_column(log, "steps", "policy_reward_mean")
+    gold = log.query("SELECT count(*) AS n FROM trajectories WHERE kind = 'gold'")["n"][0] > 0
+    y = "coalesce(policy_reward_mean, reward_mean)" if pol else "reward_mean"
+    title = ("policy reward (gold excluded)" if pol else "reward_mean (incl. gold rows)" if gold else "reward_mean (policy)")
+    df = log.query(f"SELECT step, {y} AS reward, kl FROM steps WHERE phase IS NULL OR phase = 'rl' ORDER BY step")
+    base = alt.Chart(df).encode(x=alt.X("step:Q", title="step", axis=alt.Axis(tickMinStep=1, format="d")))
+    return alt.vconcat(base.mark_line(point=True).encode(y=alt.Y("reward:Q", title=title), tooltip=["step", "reward"]).properties(width=width, height=height),
+                       base.mark_line(color="firebrick").encode(y=alt.Y("kl:Q", title="KL")).properties(width=width, height=height))
 
 def frame_chart(df: pl.DataFrame):
     "A chart for an SQL result when it fits (two columns, exactly one numeric): line over a numeric x, bars otherwise; else None."
@@ -104,6 +123,8 @@ class Panel:
         self._seen_events = self._count("events")  # spike events after this count trigger the on_spike action
         self._chart_key, self._chart_t, self._last_step = None, 0.0, None
         self._step_times: list[tuple[float, int]] = []
+        self._pending, self._pending_step = [], None   # changes made in the panel, shown until their step is logged
+        self._insp_key, self._notice = None, None     # _notice: why the last button could not act (kept on the status line)
         self._build()
         self.refresh(charts=True)
         self._refresher = None
@@ -123,8 +144,8 @@ class Panel:
         self.resume_btn, self.stop_btn = b("Resume", "play", "info"), b("Stop", "stop", "danger")
         for btn, f in ((self.start_btn, self.start), (self.pause_btn, self.pause), (self.resume_btn, self.resume),
                        (self.stop_btn, self.stop)): btn.on_click(lambda _, f=f: f())
-        self.step_w = W.IntText(value=0, description="step", disabled=True, layout=W.Layout(width="150px"),
-                                _dom_classes=["toolrl-step"])   # classes in the constructor reach comm_open
+        self.step_w = W.Text(value="", description="last step", disabled=True, layout=W.Layout(width="170px"),
+                             style={"description_width": "initial"}, _dom_classes=["toolrl-step"])   # classes in the constructor reach comm_open
         self.phase_w = W.Text(value="", description="phase", disabled=True, layout=W.Layout(width="160px"))
         self.sps_w = W.FloatText(value=0.0, description="s/step", disabled=True, layout=W.Layout(width="150px"))
         self.status_w = W.HTML(value="", _dom_classes=["toolrl-status"])
@@ -132,8 +153,8 @@ class Panel:
         c = self.controls
         names = list(SIGNALS) + [n for n in (c.signals if c else {}) if n not in SIGNALS and not n.startswith("on_spike")]
         self.signal_ws = {n: W.Checkbox(value=bool(c.signal(n)) if c else False, description=n, indent=False,
-                                        disabled=not live, layout=W.Layout(width="80px")) for n in names}
-        for n, w in self.signal_ws.items(): w.observe(lambda ch, n=n: self.controls.set_signal(n, ch.new), "value")
+                                        disabled=not live, layout=W.Layout(width="auto")) for n in names}
+        for n, w in self.signal_ws.items(): w.observe(lambda ch, n=n: self._changed(f"{n} {'on' if ch.new else 'off'}", self.controls.set_signal, n, ch.new), "value")
         cfg = self.trainer.cfg if live else None
         v = lambda name, path, d: (c.value(name) if c and c.value(name) is not None else _cfg_get(cfg, path, d))
         self.value_ws = {
@@ -142,9 +163,10 @@ class Panel:
                                         style={"description_width": "initial"}),
             "lr": W.FloatText(value=float(v("lr", "grpo.lr", 1e-6)), description="lr", disabled=not live, layout=W.Layout(width="200px")),
             "temperature": W.FloatSlider(value=float(v("temperature", "rollout.temperature", 1.0)), min=0.05, max=2.0, step=0.05,
-                                         description="temperature", continuous_update=False, disabled=not live),
+                                         description="temperature", continuous_update=False, disabled=not live,
+                                         style={"description_width": "initial"}),
         }
-        for n, w in self.value_ws.items(): w.observe(lambda ch, n=n: self.controls.set_value(n, ch.new), "value")
+        for n, w in self.value_ws.items(): w.observe(lambda ch, n=n: self._changed(f"{n} {ch.new:g}", self.controls.set_value, n, ch.new), "value")
         init = "stop" if c and c.signal("on_spike_stop") else "pause" if c and c.signal("on_spike_pause") else \
                ("stop" if _cfg_get(cfg, "diagnostics.on_spike") == "stop" else "none")
         self.on_spike_w = W.Dropdown(options=ON_SPIKE, value=init, description="on_spike", disabled=not live)
@@ -154,14 +176,17 @@ class Panel:
         # charts
         self.charts_w = W.HTML(value="<i>no steps yet</i>")
         # token inspector
-        self.insp_step = W.Dropdown(options=[], description="step")
-        self.insp_traj = W.Dropdown(options=[], description="trajectory")
+        self.insp_step = W.Dropdown(options=[], description="step", _dom_classes=["toolrl-insp-step"])
+        self.insp_traj = W.Dropdown(options=[], description="trajectory", _dom_classes=["toolrl-insp-traj"])
         self.insp_probe = W.Dropdown(options=[], description="probe", layout=W.Layout(width="420px"))
         self.insp_btn = W.Button(description="Reload steps", icon="refresh")
-        self.insp_actions, self.insp_topk = W.HTML(), W.HTML()
-        self.insp_step.observe(lambda ch: self._fill_trajs(), "value")
-        self.insp_traj.observe(lambda ch: self.show_trajectory(), "value")
-        self.insp_probe.observe(lambda ch: self.show_topk(), "value")
+        self.insp_actions = W.HTML("<i>Pick a step and a trajectory (<b>latest collapsed</b>: the most recent trajectory with a "
+                                   "collapsed action). The step list follows new steps as they are logged.</i>")
+        self.insp_topk = W.HTML(_dom_classes=["toolrl-topk"])
+        self._muted = False   # True while `_move_to` sets the dropdowns itself (then it draws once)
+        self.insp_step.observe(lambda ch: self._muted or self._fill_trajs(), "value")
+        self.insp_traj.observe(lambda ch: self._muted or self.show_trajectory(), "value")
+        self.insp_probe.observe(lambda ch: self._muted or self.show_topk(), "value")
         self.insp_btn.on_click(lambda _: self._fill_steps())
         inspector = W.VBox([W.HBox([self.insp_step, self.insp_traj, self.insp_btn]), self.insp_actions,
                             self.insp_probe, self.insp_topk])
@@ -193,27 +218,58 @@ class Panel:
             except Exception: self.error = traceback.format_exc()
         self.thread = threading.Thread(target=work, name="toolrl-train", daemon=True)
         self.thread.start()
-        self.start_btn.disabled = True
+        self._sync_buttons("running")
         self._status("started")
+
+    def _refuse(self, what) -> bool:
+        "Say why `what` cannot act on a stopped or finished run (instead of ignoring it); True if refused."
+        c = self.controls
+        if c is None: return True
+        if not (c.stopped or (self.thread is not None and not self.running)): return False
+        self._notice = (f"{what}: this run has {'stopped' if c.stopped else 'finished'}; continue it from its last checkpoint "
+                        f"with `toolrl resume {self.trainer.run_dir}` (or `show_panel(Trainer.resume(run_dir))`)")
+        self.status_w.value = self._status_html(self._last_logged())
+        return True
 
     def pause(self):
         "Pause at the next safe point."
-        if self.controls is None or self.controls.stopped: return
+        if self._refuse("Pause"): return
         self._pause_mark = self._count("events")
         self.controls.pause()
+        self._sync_buttons("pausing")
         self._status("pausing at next safe point")
 
     def resume(self):
-        if self.controls is None: return
+        "Continue a paused run (a stopped one cannot: the status line says how to resume it from its checkpoint)."
+        if self._refuse("Resume"): return
         self._pause_mark = None
         self.controls.resume()
+        self._sync_buttons("running" if self.running else "ready")
         self._status("resumed")
 
     def stop(self):
         "Stop at the next safe point; the trainer writes a checkpoint."
-        if self.controls is None: return
+        if self._refuse("Stop"): return
         self.controls.stop()
+        self._sync_buttons("stopping")
         self._status("stopping at next safe point (checkpoint)")
+
+    def _changed(self, msg, setter, name, value):
+        "A switch or value changed in the panel: pass it on and show it at once (it takes effect at the next step)."
+        setter(name, value)
+        nxt = self.trainer.step if self.trainer is not None else None
+        if self._pending_step != nxt: self._pending = []
+        self._pending, self._pending_step = [m for m in self._pending if m.split()[0] != name] + [msg], nxt
+        self.status_w.value = self._status_html(self._last_logged())
+
+    def _sync_buttons(self, state):
+        "Enable only the buttons that can act in `state` (ready, running, pausing, paused, stopping, stopped, finished, error)."
+        if self.trainer is None: return
+        can = dict(start=state == "ready", pause=state == "running", resume=state in ("pausing", "paused"),
+                   stop=state in ("running", "pausing", "paused"))
+        for n, ok in can.items():
+            b = getattr(self, f"{n}_btn")
+            if b.disabled == ok: b.disabled = not ok
 
     def set_on_spike(self, action: str):
         "Choose the automatic action on a probe spike: 'none' | 'stop' | 'pause' (written as switches `on_spike_stop`/`on_spike_pause`)."
@@ -241,34 +297,49 @@ class Panel:
         with self._lock:
             t = self.trainer
             last = self.log.query("SELECT max(step) AS s, count(*) AS n, arg_max(t_total, step) AS t FROM steps").row(0, named=True)
-            step = t.step if t is not None else (last["s"] + 1 if last["s"] is not None else 0)
-            if self.step_w.value != step: self.step_w.value = step
+            step = t.step if t is not None else (last["s"] + 1 if last["s"] is not None else 0)   # the next step to run
+            shown = "" if last["s"] is None else str(last["s"])
+            if self.step_w.value != shown: self.step_w.value = shown
             now = time.time()
             if not self._step_times or self._step_times[-1][1] != step: self._step_times = (self._step_times + [(now, step)])[-6:]
             phase = (t.phase if t is not None else "") or ""
             if self.phase_w.value != phase: self.phase_w.value = phase
             if last["t"] is not None and self.sps_w.value != round(last["t"], 2): self.sps_w.value = round(last["t"], 2)
             self._react_to_spikes()
-            self.status_w.value = self._status_html(step)
+            self.status_w.value = self._status_html(last["s"])
             key = (last["s"], last["n"])
+            if key != self._insp_key: self._insp_key = key; self._fill_steps()   # the inspector follows new steps
             if key != self._chart_key and last["n"] and (charts or now - self._chart_t >= self.chart_every_s):
                 self._chart_key, self._chart_t = key, now
                 self.charts_w.value = self.render_charts()
         return step
 
-    def _status_html(self, step):
+    def _last_logged(self): return self.log.last_step()
+
+    @property
+    def last_step(self) -> int | None:
+        "The last step in the log (what the step box shows)."
+        return self._last_logged()
+
+    def _status_html(self, last_step):
         c, ev = self.controls, self._last_event()
+        done = "no step logged yet" if last_step is None else f"after step {last_step}"
         last = f"last event: step {ev['step']} <b>{html.escape(ev['kind'])}</b> — {html.escape(ev['message'] or '')}" if ev else "no events yet"
-        if self.error: state = f"<b style='color:#b3261e'>error</b><pre>{html.escape(self.error[-1500:])}</pre>"
-        elif c is None: state = "read-only"
-        elif c.stopped: state = "stopped" if not self.running else "stopping at next safe point (checkpoint)"
+        if self.error: kind, state = "error", f"<b style='color:#b3261e'>error</b><pre>{html.escape(self.error[-1500:])}</pre>"
+        elif c is None: kind, state = "read-only", "read-only"
+        elif c.stopped: kind, state = ("stopped", "stopped") if not self.running else ("stopping", "stopping at next safe point (checkpoint)")
         elif c.paused:
             got = self._pause_mark is None or self.log.query(
                 "SELECT count(*) AS n FROM (SELECT kind FROM events ORDER BY ts OFFSET ?) WHERE kind = 'paused'", [self._pause_mark])["n"][0] > 0
-            state = f"paused at step {step}" if got else "pausing at next safe point"
-        elif self.running: state = "running"
-        elif self.thread is not None: state = "finished"
-        else: state = "ready: press Start"
+            kind, state = ("paused", f"paused {done}") if got else ("pausing", "pausing at next safe point")
+        elif self.running: kind, state = "running", "running"
+        elif self.thread is not None: kind, state = "finished", "finished"
+        else: kind, state = "ready", "ready: press Start"
+        self._sync_buttons(kind)
+        if self._pending and self._pending_step is not None and (last_step is None or last_step < self._pending_step):
+            state += f" · <b class='toolrl-pending'>takes effect at step {self._pending_step}: {html.escape(', '.join(self._pending))}</b>"
+        else: self._pending = []
+        if self._notice: state += f" · <b class='toolrl-notice' style='color:#b3261e'>{html.escape(self._notice)}</b>"
         return f"<span class='toolrl-state'>{state}</span> · {last}"
 
     def _react_to_spikes(self):
@@ -285,7 +356,7 @@ class Panel:
     def render_charts(self) -> str:
         "Reward/KL, structural-state shares and probes (with spike/collapse markers) as inline SVG."
         out = []
-        for f in (reward_kl_chart, states_chart, probes_chart):
+        for f in (reward_chart, states_chart, probes_chart):
             try: out.append(chart_svg(f(self.log, width=380, height=110)))
             except Exception as e: out.append(f"<pre>{html.escape(f.__name__)}: {html.escape(str(e)[:300])}</pre>")
         return "<div style='display:flex;flex-wrap:wrap;gap:8px'>" + "".join(f"<div>{s}</div>" for s in out) + "</div>"
@@ -308,23 +379,50 @@ class Panel:
 
     # -- token inspector -----------------------------------------------------------------------------------
     def _fill_steps(self):
+        "List the logged steps, newest first; stay on the chosen step, or move to the newest if the newest was chosen."
         steps = self.log.query("SELECT DISTINCT step FROM actions ORDER BY step DESC")["step"].to_list()
-        self.insp_step.options = steps
-        if steps and self.insp_step.value is None: self.insp_step.value = steps[0]
+        old, opts = self.insp_step.value, list(self.insp_step.options)
+        if steps == opts: return
+        new = old if old in steps and opts and old != opts[0] else (steps[0] if steps else None)
+        outer, self._muted = self._muted, True
+        try: self.insp_step.options = steps; self.insp_step.value = new
+        finally: self._muted = outer
+        if new != old or self.insp_traj.value is None: self._fill_trajs()
 
     def _fill_trajs(self):
-        s = self.insp_step.value
+        s, was = self.insp_step.value, self.insp_traj.value
         ids = [] if s is None else self.log.query("SELECT traj_id FROM trajectories WHERE step = ? ORDER BY group_idx, rollout_idx", [s])["traj_id"].to_list()
-        self.insp_traj.options = ["latest collapsed"] + ids
-        self.insp_traj.value = ids[0] if ids else "latest collapsed"
+        target = "latest collapsed" if was == "latest collapsed" or not ids else ids[0]
+        outer, self._muted = self._muted, True
+        try: self.insp_traj.options = ["latest collapsed"] + ids; self.insp_traj.value = target
+        finally: self._muted = outer
+        if not outer: self.show_trajectory()   # drawn once, whether or not the value changed
 
     def latest_collapsed(self) -> str | None:
         "The trajectory id of the most recent trajectory with a collapsed action, or None."
         r = self.log.query("SELECT traj_id FROM actions WHERE state = 'collapsed' ORDER BY step DESC, traj_id DESC LIMIT 1")
         return r["traj_id"][0] if r.height else None
 
+    def _move_to(self, tid):
+        "Set the step and trajectory dropdowns to trajectory `tid` without their observers drawing."
+        r = self.log.query("SELECT step FROM trajectories WHERE traj_id = ? LIMIT 1", [tid])
+        if r.height == 0: raise ValueError(f"no trajectory {tid!r} in {self.log.path}")
+        outer, self._muted = self._muted, True
+        try:
+            if r["step"][0] not in self.insp_step.options: self._fill_steps()
+            self.insp_step.value = r["step"][0]
+            self._fill_trajs()
+            self.insp_traj.value = tid
+        finally: self._muted = outer
+
+    def _gold(self, tid) -> bool:
+        col = "coalesce(gold, kind = 'gold')" if has_column(self.log, "trajectories", "gold") else "kind = 'gold'"
+        r = self.log.query(f"SELECT {col} AS g FROM trajectories WHERE traj_id = ?", [tid])
+        return bool(r.height and r["g"][0])
+
     def show_trajectory(self, traj_id: str | None = None):
-        "Show a trajectory's actions (control tokens highlighted, probes coloured) and list its probed positions."
+        "Show a trajectory's actions (control tokens highlighted, probes coloured), its probed positions and the first one's top-k; `traj_id` also moves the dropdowns to it."
+        if traj_id not in (None, "latest collapsed"): self._move_to(traj_id)
         tid = traj_id or self.insp_traj.value
         if tid == "latest collapsed": tid = self.latest_collapsed()
         if tid is None: self.insp_actions.value = "<i>no collapsed trajectory logged yet</i>"; self.insp_probe.options = []; return
@@ -333,12 +431,16 @@ class Panel:
         tr = self.log.query("SELECT reward, passed, task_id FROM trajectories WHERE traj_id = ?", [tid])
         head = (f"<b>{html.escape(tid)}</b> task {html.escape(str(tr['task_id'][0]))} reward {tr['reward'][0]:.3f} "
                 f"passed {tr['passed'][0]}" if tr.height else f"<b>{html.escape(tid)}</b>")
+        if self._gold(tid): head += ' <span class="toolrl-gold" style="color:white;background:#8a6d00;padding:0 4px;border-radius:3px">gold (not the policy\'s)</span>'
+
         self.insp_actions.value = head + actions_html(acts, pr)
         self._probe_rows = pr.filter(pl.col("topk").is_not_null())
         opts = [(f"action {r['action_idx']} @{r['position']} {r['probe']} (p {r['token']} = {r['prob']:.3f})", i)
                 for i, r in enumerate(self._probe_rows.iter_rows(named=True))]
-        self.insp_probe.options = opts
-        if opts: self.insp_probe.value = 0
+        outer, self._muted = self._muted, True
+        try: self.insp_probe.options = opts; self.insp_probe.value = opts[0][1] if opts else None
+        finally: self._muted = outer
+        if opts: self.show_topk(0)   # draw even when the value did not change (it is 0 in every trajectory)
         else: self.insp_topk.value = "<i>no probed positions with a top-k distribution in this trajectory</i>"
         return tid
 

@@ -1,6 +1,6 @@
 """Build the notebooks in nbs/ into a static site that works offline, without Quarto (`make docs`).
 
-How it works (see ../shared/STACK.md §5, §7):
+How it works:
 
 1. **Process + execute** every notebook, each in its own subprocess (2 at a time, per-notebook timeout), with
    nbdev's own processors run through `NBProcessor`, in nbdev's order (`FilterDefaults`), except that the
@@ -27,7 +27,8 @@ How it works (see ../shared/STACK.md §5, §7):
 Fallback if mkdocs-jupyter misbehaves: `--engine nbconvert` renders the same processed notebooks with nbconvert's
 `HTMLExporter(template_name="lab")` into standalone pages plus a small index page (same offline check).
 
-Usage: `.venv/bin/python tools/build_docs.py [--workers 2] [--timeout 300] [--engine mkdocs|nbconvert]`
+Usage: `.venv/bin/python tools/build_docs.py [--workers 2] [--timeout 600] [--engine mkdocs|nbconvert]`
+(the build prints the slowest notebook's time against the per-notebook limit).
 """
 from __future__ import annotations
 
@@ -44,11 +45,18 @@ MANIFEST = "_pages.json"                       # written into SITE_DIR: notebook
 RESULTS = ROOT / "_proc" / "_docs_results.json"          # titles of the processed notebooks (for --skip-exec)
 TIMINGS = ROOT / "_proc" / "_docs_timings.json"  # seconds per notebook, last build (scheduling only)
 
-# Injected before the first cell (not shown): static chart images instead of vega-embed from a CDN.
+# Injected before the first cell (not shown): static chart images instead of vega-embed from a CDN; whole tables.
 INJECT = """\
 try:
     import altair as _alt
     _alt.renderers.enable("svg")
+except ImportError:
+    pass
+try:   # tables show all their rows (up to 60) and whole column names, not a head ... tail cut
+    import polars as _pl
+    _pl.Config.set_tbl_rows(60); _pl.Config.set_fmt_str_lengths(60); _pl.Config.set_tbl_width_chars(200)
+    import pandas as _pd
+    _pd.set_option("display.max_rows", 60)
 except ImportError:
     pass
 """
@@ -68,8 +76,8 @@ def page_name(nb: Path, nbs: Path = NBS) -> str:
 
 
 def section(nb: Path) -> str:
-    "`home` (index), `api` (numbered 00_ ... 29_) or `tutorials` (a letter first, or a number >= 30)."
-    if nb.stem == "index": return "home"
+    "`home` (index), `paper` (paper.ipynb), `api` (numbered 00_ ... 29_) or `tutorials` (a letter first, or a number >= 30)."
+    if nb.stem in ("index", "paper"): return {"index": "home", "paper": "paper"}[nb.stem]
     m = re.match(r"(\d+)", nb.name)
     return "api" if m and int(m.group(1)) < 30 else "tutorials"
 
@@ -87,8 +95,18 @@ _re_pandoc_attr = re.compile(r'\{target="_blank"[^}\n]*\}')
 _re_directive = re.compile(r"^\s*#\s*\|.*(\n|$)")
 
 
+# show_doc's "[source](<git_url>/blob/...)" links: the repository address in settings.ini is not published, so they go
+_re_source = re.compile(r"\[source\]\(https://github\.com/[^)\s]*/blob/[^)\s]*\)")
+# links between notebooks, as they work on a clone (`30_collapse.ipynb#x`, `nbs/paper.ipynb`) -> the site's pages
+_re_nb_link = re.compile(r"\]\((?:\.\./)?(?:nbs/)?([\w-]+)\.ipynb(#[^)\s]*)?\)")
+
+
+def _nb_link(m) -> str: return f"]({page_name(NBS / (m.group(1) + '.ipynb'))}.html{m.group(2) or ''})"
+
+
 def _clean_md(text: str, prefix: str) -> str:
-    return _re_pandoc_attr.sub("", text).replace(prefix, "")
+    text = _re_source.sub("", _re_pandoc_attr.sub("", text)).replace(prefix, "")
+    return _re_nb_link.sub(_nb_link, text)
 
 
 _re_progress = re.compile(r"^.{0,80}\d+%\|.*\|")   # a tqdm progress bar line
@@ -250,16 +268,16 @@ def execute_all(nbs: list[Path], workers: int, timeout: int) -> list[dict]:
 
 
 def make_nav(results: list[dict]) -> tuple[list, list[dict]]:
-    pages, home, tuts, api = [], [], [], []
+    pages, home, paper, tuts, api = [], [], [], [], []
     for r in results:
         nb, name = r["nb"], page_name(r["nb"])
         sec = section(nb)
         pages.append({"notebook": nb.relative_to(ROOT).as_posix(), "page": f"{name}.html", "title": r["title"],
                       "section": sec})
         entry = {r["title"]: f"{name}.ipynb"}
-        (home if sec == "home" else api if sec == "api" else tuts).append(entry)
+        {"home": home, "paper": paper, "api": api}.get(sec, tuts).append(entry)
     if not home: home = [{"Home": "home.md"}]          # no index.ipynb: a static home page
-    nav = [{"Home": list(home[0].values())[0]},
+    nav = [{"Home": list(home[0].values())[0]}] + [{"The paper": list(paper[0].values())[0]}] * bool(paper) + [
            {"Tutorials": tuts or [{"Tutorials": "tutorials.md"}]},
            {"API reference": api}]
     return nav, pages
@@ -293,7 +311,7 @@ def render_nbconvert(pages: list[dict]):
     exp.exclude_input_prompt = exp.exclude_output_prompt = True
     exp.register_preprocessor(_tag_remover(), enabled=True)
     SITE_DIR.mkdir(parents=True, exist_ok=True)
-    order = {"home": 0, "tutorials": 1, "api": 2}
+    order = {"home": 0, "paper": 1, "tutorials": 2, "api": 3}
     ps = sorted(pages, key=lambda p: (order[p["section"]], p["notebook"]))
     nav = ('<nav style="font:14px sans-serif;padding:8px 24px;border-bottom:1px solid #ccc">'
            + " · ".join(f'<a href="{p["page"]}">{p["title"]}</a>' for p in ps) + "</nav>")
@@ -337,7 +355,17 @@ def check_offline(site: Path = SITE_DIR) -> dict[str, list[str]]:
 
 # ----------------------------------------------------------------------------------------------- main
 
-def build(workers: int = 2, timeout: int = 300, engine: str = "mkdocs", skip_exec: bool = False) -> list[dict]:
+TIMEOUT = 600   # seconds per notebook: the slowest (10_trainer) took 289 s on 2 shared cores, too close to the old 300
+
+
+def headroom(results: list[dict], timeout: int) -> str:
+    "One line: the slowest notebook's time against its limit (a warning past 75%)."
+    r = max(results, key=lambda r: r["secs"])
+    warn = "  WARNING: under 25% headroom, raise --timeout or speed it up" if r["secs"] > 0.75 * timeout else ""
+    return f"build_docs: slowest notebook {r['nb'].name} {r['secs']:.0f}s of its {timeout}s limit{warn}"
+
+
+def build(workers: int = 2, timeout: int = TIMEOUT, engine: str = "mkdocs", skip_exec: bool = False) -> list[dict]:
     t0 = time.time()
     nbs = notebooks()
     if skip_exec:   # re-render the notebooks processed by the last build (iterating on the site's look)
@@ -351,6 +379,7 @@ def build(workers: int = 2, timeout: int = 300, engine: str = "mkdocs", skip_exe
             raise SystemExit(f"build_docs: {len(failed)} notebook(s) failed to execute: "
                              + ", ".join(r["nb"].name for r in failed))
         RESULTS.write_text(json.dumps([{**r, "nb": r["nb"].relative_to(ROOT).as_posix()} for r in results], indent=1))
+        print(headroom(results, timeout), flush=True)
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = ru.ru_utime + ru.ru_stime
     t1 = time.time()
@@ -374,7 +403,7 @@ def main(argv=None):
     if argv[:1] == ["--_child"]: sys.exit(_child(*argv[1:4]))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--workers", type=int, default=int(os.environ.get("DOCS_WORKERS", 2)))
-    ap.add_argument("--timeout", type=int, default=int(os.environ.get("DOCS_TIMEOUT", 300)),
+    ap.add_argument("--timeout", type=int, default=int(os.environ.get("DOCS_TIMEOUT", TIMEOUT)),
                     help="seconds per notebook (and per cell)")
     ap.add_argument("--engine", choices=["mkdocs", "nbconvert"], default="mkdocs",
                     help="nbconvert: fallback standalone pages if mkdocs-jupyter misbehaves")

@@ -89,7 +89,7 @@ def main():
             live.screenshot(path=str(OUT / "dashboard_live.png"))
             t1 = time.time()
             live.locator("button.jupyter-button", has_text="Pause").click()
-            expect(live.locator(".toolrl-status")).to_contain_text("paused at step", timeout=900_000)
+            expect(live.locator(".toolrl-status")).to_contain_text("paused after step", timeout=900_000)
             print(f"pause click -> paused: {time.time() - t1:.0f} s")
             live.get_by_role("tab", name="Signals & values").click()
             live.get_by_role("checkbox", name="ops").check()
