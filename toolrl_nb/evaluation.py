@@ -129,8 +129,10 @@ def _append(path, recs: list[dict]):
 
 # %% ../nbs/15_evaluation.ipynb #513a3acd
 def summary_rows(recs: list[dict],   # per-task records: category, passed
-                 mode: str, split: str, step: int = 0, checkpoint: str = "", seed: int = 0) -> list[dict]:
-    "Evaluation rows for one mode: per category, `avg` (mean of categories) and `all` (pooled)."
+                 mode: str, split: str, step: int = 0, checkpoint: str = "", seed: int = 0,
+                 unseen=None,        # task ids whose questions no training task asks (BFCL): adds an `unseen` row
+                ) -> list[dict]:
+    "Evaluation rows for one mode: per category, `avg` (mean of categories), `all` (pooled) and optionally `unseen`."
     by: dict[str, list[bool]] = {}
     for r in recs: by.setdefault(r["category"], []).append(bool(r["passed"]))
     row = lambda c, n, k, acc: dict(step=step, checkpoint=checkpoint, split=split, category=c, mode=mode,
@@ -140,6 +142,9 @@ def summary_rows(recs: list[dict],   # per-task records: category, passed
         n, k = sum(r["n_tasks"] for r in rows), sum(r["n_passed"] for r in rows)
         rows.append(row("avg", n, k, sum(r["accuracy"] for r in rows) / len(rows)))
         rows.append(row("all", n, k, 100.0 * k / n))
+    if unseen is not None:
+        u = [bool(r["passed"]) for r in recs if r["task_id"] in set(unseen)]
+        rows.append(row("unseen", len(u), sum(u), 100.0 * sum(u) / len(u) if u else 0.0))
     return rows
 
 # %% ../nbs/15_evaluation.ipynb #f6d5e8c2
@@ -162,6 +167,14 @@ def _frame(rows: list[dict], fmts: dict) -> pl.DataFrame:
                   n_tasks=pl.Int64, n_passed=pl.Int64, accuracy=pl.Float64, seed=pl.Int64, ci_low=pl.Float64,
                   ci_high=pl.Float64, fmt=pl.String)
     return pl.DataFrame(out, schema=schema)
+
+def _unseen(env, env_cfg, tasks) -> list | None:
+    "Ids of `tasks` no training task shares a user question with; None when there is no overlap (the fast lane)."
+    from toolrl_nb.bfcl import question_overlap
+    try: train = env.tasks(env_cfg.train_split)
+    except Exception: return None
+    ov = question_overlap(train, tasks)
+    return ov["unseen"] if ov["n_shared"] else None
 
 def evaluate_checkpoint(source,                       # run dir | checkpoint dir | model name or local HF folder
                         env_cfg: EnvConfig | None = None,  # environment override (bare model: default fast lane)
@@ -211,8 +224,10 @@ def evaluate_checkpoint(source,                       # run dir | checkpoint dir
                 done.update((r["task_id"], r) for r in recs)
                 bar.update(len(batch))
             bar.close()
-            mrows = summary_rows([done[t.id] for t in tasks], mode, split, src.step, src.tag, rcfg.seed or 0)
-            if rlog is not None and mrows and not _logged(rlog, mrows[-1]): rlog.log("evaluations", mrows)
+            mrows = summary_rows([done[t.id] for t in tasks], mode, split, src.step, src.tag, rcfg.seed or 0,
+                                 unseen=_unseen(env, src.env, tasks))
+            if rlog is not None and mrows and not _logged(rlog, mrows[len(mrows) - 1 - (mrows[-1]["category"] == "unseen")]):
+                rlog.log("evaluations", mrows)
             rows += mrows
         return _frame(rows, fmts)
     finally:

@@ -296,6 +296,29 @@ _SPECS = {
                          {"todo_id": t}, "delete todo number {todo_id}"),
     "list_todos": _Spec(lambda i, r, P: {}, "show my todo list"),
 }
+# Held-out wording: test and content-OOD questions use these in place of the training templates, so no test question
+# (in particular a parameter-free one such as "list the titles of all my notes", or one whose value comes from a
+# shared enum such as the thermostat modes) can repeat a training question verbatim.
+_TEST_WORDING = {
+    "list the titles of all my notes": "which notes do I have",
+    "show me what is in my cart": "what does my cart contain",
+    "tell me the cart total": "how much does my cart cost in total",
+    "list the rooms of the thermostat": "which rooms does the thermostat know",
+    "switch the thermostat to {mode} mode": "put the thermostat in {mode} mode",
+    "change the thermostat mode": "pick another thermostat mode",
+    "Use {mode} mode.": "The mode I want is {mode}.",
+    "I want {quantity} of them.": "Make that {quantity}, please.",
+    "Make it {celsius} degrees.": "I would like {celsius} degrees.",
+    "apply my coupon": "use a coupon of mine",
+    "delete one of my notes": "remove a note of mine",
+    "list my accounts": "which accounts do I have",
+    "show my todo list": "what is on my todo list",
+    "mark one of my todos as done": "tick off one of my todos",
+}
+def _wording(template: str, split: str) -> str:
+    "The template as the split words it (held-out splits: `_TEST_WORDING`)."
+    return template if split == "train" else _TEST_WORDING.get(template, template)
+
 _LIST_METHOD = {"NoteStore": "list_notes", "ShoppingCart": "view_cart", "Thermostat": "list_rooms",
                 "Wallet": "list_accounts", "TodoList": "list_todos"}
 
@@ -355,7 +378,7 @@ def make_task(kind: str,                     # one of KINDS
     else: raise RuntimeError(f"could not generate {kind} task {i}")   # never happens with the shipped specs
     involved = sorted({METHOD_CLASS[n] for tc in turns for n, _ in tc})   # drop a drawn class no call used
     configs = {c: configs[c] for c in involved}
-    phrases = [[_SPECS[n].phrase.format(**a) for n, a in tc] for tc in turns]
+    phrases = [[_wording(_SPECS[n].phrase, split).format(**a) for n, a in tc] for tc in turns]
     questions = [[{"role": "user", "content": _question(p)}] for p in phrases]
     gt = [[call_string(n, a) for n, a in tc] for tc in turns]
     meta = {"kind": kind, "split": split, "seed": seed, "involved": involved, "config": configs}
@@ -367,9 +390,9 @@ def make_task(kind: str,                     # one of KINDS
     if kind == "miss_param":
         t, c = rng.choice([(t, c) for t, tc in enumerate(turns) for c, (n, _) in enumerate(tc) if _SPECS[n].missing])
         n, a = turns[t][c]; sp = _SPECS[n]
-        phrases[t][c] = sp.vague.format(**a)
+        phrases[t][c] = _wording(sp.vague, split).format(**a)
         questions[t] = [{"role": "user", "content": _question(phrases[t])}]
-        questions.insert(t + 1, [{"role": "user", "content": sp.supply.format(**a)}])
+        questions.insert(t + 1, [{"role": "user", "content": _wording(sp.supply, split).format(**a)}])
         gt.insert(t + 1, gt[t]); gt[t] = []
         meta["missing_param"] = {str(t): [n, sp.missing]}
     used = sorted({n for tc in turns for n, _ in tc})
