@@ -193,7 +193,8 @@ def trajectory_rows(step: int, trajs, offset: int = 0) -> tuple[list[dict], list
         for a in t.actions:
             ac.append(dict(step=step, traj_id=tid, action_idx=a.idx, turn_idx=a.turn, state=str(a.state),
                            n_calls=a.n_calls, n_errors=a.n_errors, parse_errors=json.dumps(a.parse_errors),
-                           tok_start=a.start, tok_end=a.end, n_tokens=a.n_tokens, text=a.text))
+                           tok_start=a.start, tok_end=a.end, n_tokens=a.n_tokens, text=a.text,
+                           truncated=bool(a.truncated)))
     return tr, ac
 
 # %% ../nbs/10_trainer.ipynb #6a13e1aa
