@@ -70,6 +70,8 @@ def mode_setup(env_cfg: EnvConfig,  # the run's environment (training format and
             from toolrl_nb.bfcl import ood_split
             tasks = ood_split("content", env.categories)["test"]
     else: tasks = env.tasks(split)
+    if mode == "format_ood" and getattr(env, "python_classes", ()):   # two-syntax warm-up: the tools taught in JSON only
+        tasks = [t for t in tasks if env.syntax_of(t) == env_cfg.fmt]
     return env, _by_category(tasks, n_tasks), fmt
 
 # %% ../nbs/15_evaluation.ipynb #35689833

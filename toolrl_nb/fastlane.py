@@ -525,6 +525,7 @@ class FastLaneEnv:
                  limits: EnvLimits | None = None,   # per-trajectory limits
                  reward: str = "binary",            # "binary" (paper) or "partial" (fraction of scored turns)
                  lenient: bool = False,             # episodes parse actions leniently (lenient evaluation; never for training)
+                 python_classes=(),                 # two-syntax warm-up: tasks of only these classes are taught in the Python syntax
                 ):
         if reward not in ("binary", "partial"): raise ValueError(f"reward must be 'binary' or 'partial', not {reward!r}")
         if bad := [k for k in kinds if k not in KINDS]: raise ValueError(f"unknown kinds {bad}: pick from {KINDS}")
@@ -534,6 +535,9 @@ class FastLaneEnv:
         self.seed, self.n_tasks, self.n_turns, self.calls_per_turn = seed, n_tasks, tuple(n_turns), tuple(calls_per_turn)
         self.n_distractors, self.kinds, self.fmt, self.reward = n_distractors, tuple(kinds), fmt, reward
         self.limits, self.lenient = limits or EnvLimits(), lenient
+        self.python_classes = tuple(python_classes)
+        if bad := [c for c in self.python_classes if c not in self.classes]:
+            raise ValueError(f"python_classes {bad} are not among the train classes {list(self.classes)}")
         get_format(fmt)
         self._cache = {}
 
@@ -550,12 +554,20 @@ class FastLaneEnv:
 
     def ood_split(self, kind: str = "format") -> dict:
         "OOD train/test tasks and the format to use, as `toolrl_nb.bfcl.ood_split`: {'train', 'test', 'fmt', 'note'}."
-        if kind == "format": return dict(train=self.tasks("train"), test=self.tasks("test"), fmt="python",
-                                         note="test tasks in the Python call-list syntax instead of <tool_call> JSON")
+        if kind == "format":   # with a two-syntax warm-up: only the tools taught in JSON, now in the Python syntax
+            test = [t for t in self.tasks("test") if self.syntax_of(t) == "json"]
+            return dict(train=self.tasks("train"), test=test, fmt="python",
+                        note="test tasks in the Python call-list syntax instead of <tool_call> JSON"
+                             + (f" (tools taught in JSON only: not {list(self.python_classes)})" if self.python_classes else ""))
         if kind in ("content", "both"):
             return dict(train=self.tasks("train"), test=self.tasks("content_ood"), fmt="python" if kind == "both" else "json",
                         note=f"tools of {self.held_out} never seen in training" + (", Python syntax" if kind == "both" else ""))
         raise ValueError(f"unknown OOD kind {kind!r}: pick 'format', 'content' or 'both'")
+
+    def syntax_of(self, task: Task) -> str | None:
+        "The syntax a two-syntax warm-up teaches `task` in: 'python' if all its classes are `python_classes`, the env's format if none is, None if mixed."
+        py = set(task.meta["involved"]) & set(self.python_classes)
+        return self.fmt if not py else "python" if py == set(task.meta["involved"]) else None
 
     def reset(self, task: Task, fmt: str | None = None) -> FastLaneEpisode:
         "A fresh episode of `task` with its own instances."
