@@ -19,10 +19,11 @@ from .runlog import RunLog, RunSet, TABLES, open_many, _STEP_AXIS
 from .trainer import EnvConfig, TrainConfig, Trainer, checkpoints, load_weights, make_env
 
 # %% auto #0
-__all__ = ['MODES', 'OOD_MODES', 'COLUMNS', 'PAPER_RESULTS', 'OOD_COLUMNS', 'wilson', 'category_key', 'mode_setup', 'EvalSource',
-           'resolve_source', 'read_task_results', 'summary_rows', 'evaluate_checkpoint', 'three_way', 'paper_results',
-           'paper_table', 'ood_table', 'to_markdown', 'expand_grid', 'run_status', 'sweep', 'pinned_checkpoint',
-           'load_experiment', 'ood_eval', 'method_table', 'run_arms', 'step_table', 'compare_chart']
+__all__ = ['MODES', 'EXTRA_MODES', 'ALL_MODES', 'OOD_MODES', 'COLUMNS', 'FORCED_PREFIX', 'PAPER_RESULTS', 'OOD_COLUMNS', 'wilson',
+           'category_key', 'mode_setup', 'EvalSource', 'resolve_source', 'read_task_results', 'summary_rows',
+           'forced_prefix_episodes', 'gold_loglik', 'evaluate_checkpoint', 'three_way', 'paper_results', 'paper_table',
+           'ood_table', 'to_markdown', 'expand_grid', 'run_status', 'sweep', 'pinned_checkpoint', 'load_experiment',
+           'ood_eval', 'method_table', 'run_arms', 'step_table', 'compare_chart']
 
 # %% ../nbs/15_evaluation.ipynb #a0c6ad11
 def wilson(k: int,          # tasks passed
@@ -37,7 +38,9 @@ def wilson(k: int,          # tasks passed
     return 100 * max(0.0, c - h), 100 * min(1.0, c + h)
 
 # %% ../nbs/15_evaluation.ipynb #51925cad
-MODES = ("strict", "lenient", "format_ood", "content_ood")   # the `evaluations.mode` values
+MODES = ("strict", "lenient", "format_ood", "content_ood")   # the four accuracy modes (evaluate_checkpoint's default)
+EXTRA_MODES = ("forced_prefix", "gold_loglik")   # diagnostics: calls completed after a prefilled opening; teacher-forced gold log-prob
+ALL_MODES = MODES + EXTRA_MODES
 OOD_MODES = ("format_ood", "content_ood")   # what a training run lacks: its trainer evaluates strict on its own tasks
 COLUMNS = {"base": "Base", "miss_func": "Miss Func", "miss_param": "Miss Param", "long_context": "Long Ctx"}  # paper's headers
 
@@ -59,7 +62,7 @@ def mode_setup(env_cfg: EnvConfig,  # the run's environment (training format and
                n_tasks: int = 0,    # first n tasks of each category (0: all)
               ) -> tuple:
     "(env, tasks, fmt) that evaluate `mode`: the environment instance, its tasks and the call format."
-    if mode not in MODES: raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+    if mode not in ALL_MODES: raise ValueError(f"unknown mode {mode!r}; expected one of {ALL_MODES}")
     opts = dict(env_cfg.options, lenient=True) if mode == "lenient" else dict(env_cfg.options)
     env = make_env(dataclasses.replace(env_cfg, options=opts))
     fmt = env_cfg.fmt
@@ -149,6 +152,62 @@ def summary_rows(recs: list[dict],   # per-task records: category, passed
         rows.append(row("unseen", len(u), sum(u), 100.0 * sum(u) / len(u) if u else 0.0))
     return rows
 
+# %% ../nbs/15_evaluation.ipynb #a918024c
+FORCED_PREFIX = {"json": '<tool_call>\n{"name": "', "python": "["}   # the call opening each format's prefill writes
+
+def forced_prefix_episodes(model, tok, env, tasks,   # policy, its tokenizer, environment, tasks
+                           fmt: str = "json",        # call format (the prefix is FORCED_PREFIX[fmt])
+                           max_action_tokens: int = 256,  # cap per action, the prefix included
+                           max_total_tokens: int = 4096,  # the episode ends when its context reaches this
+                           prefix: str | None = None,     # override the opening
+                          ) -> list[tuple]:
+    "Greedy episodes whose calling turns start with a prefilled call opening: (task, score, actions) per task."
+    from toolrl_nb.format import render_chat
+    from toolrl_nb.rollout import IM_END
+    prefix = FORCED_PREFIX[fmt] if prefix is None else prefix
+    im_end, dev = tok.convert_tokens_to_ids(IM_END), next(model.parameters()).device
+    n_pre = len(tok(prefix, add_special_tokens=False)["input_ids"])
+    was_training = model.training; model.eval(); out = []
+    for task in tasks:
+        ep, turn, first, acts = env.reset(task, fmt), 0, True, []
+        while not ep.done:
+            pre = prefix if first and turn < len(task.ground_truth) and task.ground_truth[turn] else ""
+            ids = tok(render_chat(ep.messages, add_generation_prompt=True) + pre, add_special_tokens=False,
+                      return_tensors="pt")["input_ids"].to(dev)
+            budget = min(max_action_tokens - (n_pre if pre else 0), max_total_tokens - ids.shape[1] - 1)
+            if budget < 1: break
+            with torch.no_grad():
+                gen = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=budget, do_sample=False,
+                                     eos_token_id=im_end, pad_token_id=tok.pad_token_id)[0, ids.shape[1]:].tolist()
+            if gen and gen[-1] == im_end: gen = gen[:-1]
+            acts.append(pre + tok.decode(gen, skip_special_tokens=False))
+            obs = ep.step(acts[-1])
+            first = obs.kind == "next_turn"; turn += first
+        out.append((task, ep.score(), acts))
+    model.train(was_training)
+    return out
+
+def gold_loglik(model, tok, env, tasks,    # policy, its tokenizer, environment, tasks
+                fmts=("json", "python"),  # call formats to render the gold in
+                max_len: int = 8192,      # left-truncation of each gold conversation
+               ) -> pl.DataFrame:
+    "Teacher-forced mean log-prob of the gold actions (+ <|im_end|>) per format: fmt, category (and `all`), n_tasks, mean_logp."
+    from toolrl_nb.sft import conversation_example, gold_trajectories
+    dev, rows = next(model.parameters()).device, []
+    was_training = model.training; model.eval()
+    for fmt in fmts:
+        per: dict[str, list[float]] = {}
+        for task, msgs in gold_trajectories(env, tasks, fmt):
+            ex = conversation_example(tok, msgs, max_len=max_len)
+            ids = torch.tensor([ex.input_ids], device=dev)
+            with torch.no_grad(): lp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)
+            m = torch.tensor(ex.loss_mask[1:], dtype=torch.bool, device=dev)
+            per.setdefault(task.category, []).append(lp.gather(-1, ids[0, 1:, None])[:, 0][m].mean().item())
+        per["all"] = [v for vs in per.values() for v in vs]
+        rows += [dict(fmt=fmt, category=c, n_tasks=len(v), mean_logp=sum(v) / len(v)) for c, v in per.items() if v]
+    model.train(was_training)
+    return pl.DataFrame(rows, schema=dict(fmt=pl.String, category=pl.String, n_tasks=pl.Int64, mean_logp=pl.Float64))
+
 # %% ../nbs/15_evaluation.ipynb #f6d5e8c2
 def _as_log(log, src: EvalSource):
     if log is None or log is False: return None, False
@@ -164,10 +223,12 @@ def _logged(log, row: dict) -> bool:
     return log.query(q, [row["step"], row["checkpoint"], row["split"], row["mode"], row["n_tasks"], row["n_passed"]])["n"][0] > 0
 
 def _frame(rows: list[dict], fmts: dict) -> pl.DataFrame:
-    out = [dict(r, ci_low=(ci := wilson(r["n_passed"], r["n_tasks"]))[0], ci_high=ci[1], fmt=fmts[r["mode"]]) for r in rows]
+    ci = lambda r: wilson(r["n_passed"], r["n_tasks"]) if r["n_passed"] is not None else (None, None)
+    out = [dict(r, ci_low=ci(r)[0], ci_high=ci(r)[1], fmt=r.get("fmt") or fmts[r["mode"]], mean_logp=r.get("mean_logp"))
+           for r in rows]
     schema = dict(step=pl.Int64, checkpoint=pl.String, split=pl.String, category=pl.String, mode=pl.String,
                   n_tasks=pl.Int64, n_passed=pl.Int64, accuracy=pl.Float64, seed=pl.Int64, ci_low=pl.Float64,
-                  ci_high=pl.Float64, fmt=pl.String)
+                  ci_high=pl.Float64, fmt=pl.String, mean_logp=pl.Float64)
     return pl.DataFrame(out, schema=schema)
 
 def _unseen(env, env_cfg, tasks) -> list | None:
@@ -192,7 +253,7 @@ def evaluate_checkpoint(source,                       # run dir | checkpoint dir
                         policy=None,                  # (model, tokenizer) already loaded, instead of loading `source`
                         rollout_cfg: RolloutConfig | None = None,  # limits (default: the run's rollout config)
                        ) -> pl.DataFrame:
-    "Greedy accuracy of `source` per category, `avg` and `all`, in each mode; Wilson 95% intervals; resumable."
+    "Greedy accuracy of `source` per category, `avg` and `all`, in each mode (any of ALL_MODES); Wilson 95% intervals; resumable."
     src = resolve_source(source, env_cfg)
     rlog, owned = _as_log(log, src)
     try:
@@ -207,6 +268,14 @@ def evaluate_checkpoint(source,                       # run dir | checkpoint dir
         for mode in modes:
             env, tasks, fmt = mode_setup(src.env, mode, split, n_tasks)
             fmts[mode] = fmt
+            if mode == "gold_loglik":   # no sampling: teacher-forced, every format, not cached or logged
+                if model is None:
+                    model, tok = load_policy(src.model)
+                    if src.checkpoint is not None: load_weights(model, src.checkpoint)
+                ll = gold_loglik(model, tok, env, tasks)
+                rows += [dict(r, step=src.step, checkpoint=src.tag, split=split, mode=mode, n_passed=None, accuracy=None,
+                              seed=rcfg.seed or 0) for r in ll.iter_rows(named=True)]
+                continue
             key = _setting_key(src, mode, split, fmt, rcfg)
             done = {r["task_id"]: r for r in cached if r["key"] == key}
             todo = [t for t in tasks if t.id not in done]
@@ -217,11 +286,14 @@ def evaluate_checkpoint(source,                       # run dir | checkpoint dir
                     if src.checkpoint is not None: load_weights(model, src.checkpoint)
                 model.eval()
                 batch = todo[i:i + batch_size]
-                with torch.no_grad(): trajs = rollout(model, tok, env, batch, rcfg, fmt=fmt)
+                if mode == "forced_prefix":
+                    eps = forced_prefix_episodes(model, tok, env, batch, fmt, max_action_tokens, rcfg.max_total_tokens)
+                else:
+                    with torch.no_grad(): eps = [(t.task, t.score, t.actions) for t in rollout(model, tok, env, batch, rcfg, fmt=fmt)]
                 recs = [dict(key=key, checkpoint=src.tag, step=src.step, split=split, mode=mode, fmt=fmt,
-                             task_id=t.task.id, category=t.task.category, passed=bool(t.score.passed),
-                             reward=float(t.score.reward), n_actions=len(t.actions), error_type=t.score.error_type,
-                             first_failed_turn=t.score.first_failed_turn) for t in trajs]
+                             task_id=task.id, category=task.category, passed=bool(score.passed),
+                             reward=float(score.reward), n_actions=len(acts), error_type=score.error_type,
+                             first_failed_turn=score.first_failed_turn) for task, score, acts in eps]
                 _append(results_path, recs)
                 done.update((r["task_id"], r) for r in recs)
                 bar.update(len(batch))

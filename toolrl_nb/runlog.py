@@ -44,7 +44,7 @@ TABLES: dict[str, dict[str, str]] = {
                           n="INTEGER"),
     "grad_split": dict(step="INTEGER", token="VARCHAR", self_mean="DOUBLE", other_mean="DOUBLE", n="INTEGER"),
     "evaluations": dict(step="INTEGER", checkpoint="VARCHAR", split="VARCHAR", category="VARCHAR",
-                        mode=_ENUM("mode", "strict", "lenient", "format_ood", "content_ood"), n_tasks="INTEGER",
+                        mode=_ENUM("mode", "strict", "lenient", "format_ood", "content_ood", "forced_prefix"), n_tasks="INTEGER",
                         n_passed="INTEGER", accuracy="DOUBLE", seed="INTEGER", ts=_TS),
     "events": dict(step="INTEGER", kind="VARCHAR", message="VARCHAR", data="JSON", ts=_TS),
 }
