@@ -23,7 +23,8 @@ __all__ = ['MODES', 'EXTRA_MODES', 'ALL_MODES', 'OOD_MODES', 'COLUMNS', 'FORCED_
            'category_key', 'mode_setup', 'EvalSource', 'resolve_source', 'read_task_results', 'summary_rows',
            'forced_prefix_episodes', 'gold_loglik', 'evaluate_checkpoint', 'three_way', 'paper_results', 'paper_table',
            'ood_table', 'to_markdown', 'expand_grid', 'run_status', 'sweep', 'pinned_checkpoint', 'load_experiment',
-           'ood_eval', 'method_table', 'run_arms', 'step_table', 'compare_chart']
+           'mcnemar_exact', 'paired_test', 'ood_eval', 'task_outcomes', 'method_table', 'run_arms', 'step_table',
+           'compare_chart']
 
 # %% ../nbs/15_evaluation.ipynb #a0c6ad11
 def wilson(k: int,          # tasks passed
@@ -244,7 +245,7 @@ def evaluate_checkpoint(source,                       # run dir | checkpoint dir
                         split: str = "test",          # eval split of the environment
                         modes=MODES,                  # any of MODES, in order
                         n_tasks: int = 0,             # first n tasks per category (0: all)
-                        batch_size: int = 16,         # tasks per batched greedy rollout (one sidecar write each)
+                        batch_size: int = 16,         # tasks per batched greedy rollout (one sidecar write each); 0: all in one
                         max_action_tokens: int = 256, # per action (the paper's test: 2048)
                         log=None,                     # RunLog | path | True (the run's log) | None: no logging
                         resume: bool = True,          # reuse per-task results of the sidecar file
@@ -280,12 +281,12 @@ def evaluate_checkpoint(source,                       # run dir | checkpoint dir
             done = {r["task_id"]: r for r in cached if r["key"] == key}
             todo = [t for t in tasks if t.id not in done]
             bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc=f"eval {mode}", disable=not progress)
-            for i in range(0, len(todo), batch_size):
+            for i in range(0, len(todo), batch_size or max(len(todo), 1)):
                 if model is None:
                     model, tok = load_policy(src.model)
                     if src.checkpoint is not None: load_weights(model, src.checkpoint)
                 model.eval()
-                batch = todo[i:i + batch_size]
+                batch = todo[i:i + (batch_size or len(todo))]
                 if mode == "forced_prefix":
                     eps = forced_prefix_episodes(model, tok, env, batch, fmt, max_action_tokens, rcfg.max_total_tokens)
                 else:
@@ -535,11 +536,41 @@ def load_experiment(path,                 # an experiment file, e.g. configs/cpu
         base["init_from"] = str(ck) if ck else ""
     return dict(base_config=base, grid={"method": spec[section]}, root=repo / spec["root"])
 
+# %% ../nbs/15_evaluation.ipynb #c609fa17
+def mcnemar_exact(b: int, c: int) -> float:
+    "Two-sided exact McNemar p-value from the discordant counts: `b` tasks only arm A passed, `c` only arm B."
+    n = b + c
+    if n == 0: return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+def paired_test(a, b,                  # {task_id: passed} (one seed) or a list of them (one per seed), per arm
+                n_boot: int = 10_000,  # bootstrap resamples (several seeds)
+                seed: int = 0) -> dict:
+    "Paired comparison of two arms on their common tasks: n_tasks, acc_a, acc_b, diff (points), p, test."
+    import random
+    a, b = ([x] if isinstance(x, dict) else list(x) for x in (a, b))
+    tasks = sorted(set.intersection(*(set(d) for d in a + b)))
+    if not tasks: raise ValueError("paired_test: the arms share no task")
+    acc = lambda arm, ts: 100.0 * sum(bool(d[t]) for d in arm for t in ts) / (len(arm) * len(ts))
+    out = dict(n_tasks=len(tasks), acc_a=acc(a, tasks), acc_b=acc(b, tasks))
+    out["diff"] = out["acc_a"] - out["acc_b"]
+    if len(a) == 1 and len(b) == 1:
+        only_a = sum(bool(a[0][t]) and not bool(b[0][t]) for t in tasks)
+        only_b = sum(bool(b[0][t]) and not bool(a[0][t]) for t in tasks)
+        return dict(out, p=mcnemar_exact(only_a, only_b), test="exact McNemar")
+    rng, le, ge = random.Random(seed), 0, 0
+    for _ in range(n_boot):
+        ts = rng.choices(tasks, k=len(tasks))
+        d = acc(rng.choices(a, k=len(a)), ts) - acc(rng.choices(b, k=len(b)), ts)
+        le += d <= 0; ge += d >= 0
+    return dict(out, p=min(1.0, 2 * min(le, ge) / n_boot), test=f"bootstrap over tasks and seeds ({len(a)} vs {len(b)} seeds)")
+
 # %% ../nbs/15_evaluation.ipynb #ae862dfb
 def ood_eval(source,                  # run dir or checkpoint (see `resolve_source`)
              log_path,                # the run log that gets the rows (a run's own log.duckdb, or a new file)
-             n_tasks: int = 2,        # first n tasks per category, in each mode
-             max_action_tokens: int = 48,
+             n_tasks: int = 25,       # first n tasks per category, in each mode (fast lane: 4 x 25 = 100 tasks)
+             max_action_tokens: int = 72,
              progress: bool = False,
              env_cfg=None,            # environment of a bare model (e.g. the base model: the runs' `cfg.env`)
              modes=MODES) -> bool:    # which modes (a run's trainer already logged strict on its own eval tasks)
@@ -549,15 +580,50 @@ def ood_eval(source,                  # run dir or checkpoint (see `resolve_sour
             if lg.query("SELECT count(*) AS n FROM evaluations WHERE mode = 'content_ood'")["n"][0]: return False
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     evaluate_checkpoint(source, env_cfg=env_cfg, modes=modes, n_tasks=n_tasks, max_action_tokens=max_action_tokens, log=log_path,
-                        progress=progress)
+                        progress=progress, batch_size=0)   # one batched rollout per mode
     return True
 
 _UNHEALTHY = "state IN ('text_pollution', 'collapsed')"
 
-def method_table(runs: dict) -> pl.DataFrame:
-    "One row per run (`{label: run dir}`): budget, reward, states, collapse/spike RL step, final and four-mode accuracy."
+def task_outcomes(run_dir, mode: str) -> dict:
+    "{task_id: passed} of a run's latest evaluation in `mode` (from its sidecar eval_tasks.jsonl); {} if none."
+    recs = [r for r in read_task_results(Path(run_dir) / "eval_tasks.jsonl") if r["mode"] == mode]
+    if not recs: return {}
+    last = recs[-1]["key"]
+    return {r["task_id"]: bool(r["passed"]) for r in recs if r["key"] == last}
+
+def _seeds(d) -> list: return list(d) if isinstance(d, (list, tuple)) else [d]
+
+def _paired_columns(runs: dict, baseline, modes, verbose: bool) -> dict:
+    "Per run: pooled accuracy, Wilson interval and paired p-value against `baseline` in each mode of its sidecar."
+    cols = {label: {} for label in runs}
+    for mode in modes:
+        outs = {label: [o for o in (task_outcomes(d, mode) for d in _seeds(ds)) if o] for label, ds in runs.items()}
+        if not any(outs.values()): continue
+        for label, arm in outs.items():
+            k, n = sum(sum(o.values()) for o in arm), sum(len(o) for o in arm)
+            lo, hi = wilson(k, n) if n else (None, None)
+            c = cols[label]; c[f"{mode}_acc"] = 100.0 * k / n if n else None; c[f"{mode}_ci_low"], c[f"{mode}_ci_high"] = lo, hi
+            c[f"{mode}_p"] = None
+            if label != baseline and arm and outs.get(baseline):
+                r = paired_test(arm, outs[baseline])
+                c[f"{mode}_p"] = r["p"]
+                if verbose: print(f"{label} vs {baseline} [{mode}]: {r['acc_a']:.1f}% vs {r['acc_b']:.1f}% on {r['n_tasks']} tasks, "
+                                  f"{r['test']} p = {r['p']:.3g}")
+    return cols
+
+def method_table(runs: dict,           # {label: run dir} (or a list of run dirs: the arm's seeds)
+                 baseline=None,        # label the others are compared with (default: the first)
+                 modes=ALL_MODES[:5],  # modes whose per-task results (sidecars) get accuracy, interval and p-value
+                 verbose: bool = True, # print each comparison's test and p-value
+                ) -> pl.DataFrame:
+    "One row per run: budget, reward, states, collapse/spike RL step, final and four-mode accuracy; per mode Wilson CI and paired p vs `baseline`."
+    baseline = next(iter(runs)) if baseline is None else baseline
+    if runs and baseline not in runs: raise ValueError(f"baseline {baseline!r} is not one of the runs {list(runs)}")
+    paired = _paired_columns(runs, baseline, modes, verbose)
     rows = []
-    for label, d in runs.items():
+    for label, ds in runs.items():
+        d = _seeds(ds)[0]
         with RunLog(Path(d) / "log.duckdb", read_only=True) as lg:
             q = lambda sql, *a: lg.query(sql, list(a) if a else None)
             rl = q("SELECT step FROM steps WHERE phase = 'rl' ORDER BY step")["step"].to_list()
@@ -579,14 +645,14 @@ def method_table(runs: dict) -> pl.DataFrame:
                          healthy_call_last=float(sh["h"][-1]) if len(sh) else None, unhealthy_last=float(sh["u"][-1]) if len(sh) else None,
                          unhealthy_max=float(sh["u"].max()) if len(sh) else None, collapse_rl_step=rl_index(onset), first_spike_rl_step=rl_index(spike),
                          final_strict=float(fin["accuracy"][0]) if len(fin) else None, final_n=int(fin["n_tasks"][0]) if len(fin) else None,
-                         **{f"avg_{m}": acc.get(m) for m in MODES}, minutes=st["minutes"]))
+                         **{f"avg_{m}": acc.get(m) for m in MODES}, minutes=st["minutes"], **paired[label]))
     return pl.DataFrame(rows, infer_schema_length=None)
 
 # %% ../nbs/15_evaluation.ipynb #737c78c9
 def run_arms(path,                     # an experiment file (see `load_experiment`)
              sections: dict,           # {section: [arm names] or None for all its arms}
              repo=None,                # as in `load_experiment`
-             modes=OOD_MODES,          # the modes each final checkpoint is evaluated in (once)
+             modes=("strict",) + OOD_MODES,  # the modes each final checkpoint is evaluated in (once; >= 100 tasks each)
              **ood_kw) -> dict:        # more `ood_eval` arguments (n_tasks, max_action_tokens)
     "Train or resume the chosen arms of an experiment file, evaluate each once in `modes`: `{arm: run dir}`."
     runs = {}
