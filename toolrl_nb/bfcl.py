@@ -22,7 +22,8 @@ __all__ = ['DATA_DIR', 'CATEGORIES', 'API_CLASSES', 'PYTHON_NOTE', 'SPLIT_FILE',
            'HELD_OUT_CLASSES', 'BFCL_ERROR_TYPES', 'PERTURBATIONS', 'func_docs', 'load_tasks', 'paper_split_indices',
            'split_tasks', 'parse_call_string', 'call_kwargs', 'gold_calls', 'call_string', 'make_instances',
            'public_state', 'execute_validated', 'check_trajectory', 'render_docs', 'BfclEpisode', 'BfclEnv',
-           'gold_actions', 'hint', 'ood_split', 'bfcl_verdict', 'perturb', 'agreement', 'prompt_token_stats']
+           'gold_actions', 'hint', 'ood_split', 'user_questions', 'question_overlap', 'bfcl_verdict', 'perturb',
+           'agreement', 'prompt_token_stats']
 
 # %% ../nbs/03_bfcl.ipynb #af187ac9
 DATA_DIR = files("bfcl_eval") / "data"
@@ -440,6 +441,20 @@ def ood_split(kind: str,              # "format" | "content"
                     test=[t for t in split_tasks("test", categories) if held(t)], fmt="json",
                     note=f"tools of {HELD_OUT_CLASSES} never seen in training")
     raise ValueError(f"unknown OOD kind {kind!r}; expected 'format' or 'content'")
+
+# %% ../nbs/03_bfcl.ipynb #a0950b87
+def user_questions(task: Task) -> set[str]:
+    "Every user message text of a task's questions (what a model could have memorised from training)."
+    return {m["content"] for turn in task.questions for m in turn if m.get("role") == "user" and m.get("content")}
+
+def question_overlap(train: list[Task],  # the tasks a model trained on
+                     held: list[Task],   # held-out tasks (test, val, OOD)
+                    ) -> dict:
+    "How many `held` tasks share at least one user question verbatim with a `train` task: n_tasks, n_shared, shared ids, unseen ids."
+    seen = set().union(*(user_questions(t) for t in train)) if train else set()
+    shared = [t.id for t in held if user_questions(t) & seen]
+    s = set(shared)
+    return dict(n_tasks=len(held), n_shared=len(shared), shared=shared, unseen=[t.id for t in held if t.id not in s])
 
 # %% ../nbs/03_bfcl.ipynb #18dac8eb
 def bfcl_verdict(task: Task, model_turns: list) -> dict:

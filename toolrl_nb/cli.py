@@ -177,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run_dir"); s.add_argument("--no-charts", action="store_true"); s.set_defaults(fn=_report)
     s = sub.add_parser("eval", help="greedy evaluation of a run (last checkpoint), a checkpoint or a model")
     s.add_argument("source", help="run directory, checkpoint directory, model name or local HF folder")
-    s.add_argument("--split", default="test"); s.add_argument("--modes", default="strict,lenient,format_ood,content_ood")
+    s.add_argument("--split", default="test"); s.add_argument("--modes", default="strict,lenient,format_ood,content_ood",
+                                                  help="comma-separated, from: strict, lenient, format_ood, content_ood, forced_prefix, gold_loglik")
     s.add_argument("--n-tasks", type=int, default=0, help="first n tasks per category (0: all)")
     s.add_argument("--batch-size", type=int, default=16); s.add_argument("--max-action-tokens", type=int, default=256)
     s.set_defaults(fn=_eval)

@@ -19,10 +19,12 @@ from .runlog import RunLog, RunSet, TABLES, open_many, _STEP_AXIS
 from .trainer import EnvConfig, TrainConfig, Trainer, checkpoints, load_weights, make_env
 
 # %% auto #0
-__all__ = ['MODES', 'OOD_MODES', 'COLUMNS', 'PAPER_RESULTS', 'OOD_COLUMNS', 'wilson', 'category_key', 'mode_setup', 'EvalSource',
-           'resolve_source', 'read_task_results', 'summary_rows', 'evaluate_checkpoint', 'three_way', 'paper_results',
-           'paper_table', 'ood_table', 'to_markdown', 'expand_grid', 'run_status', 'sweep', 'pinned_checkpoint',
-           'load_experiment', 'ood_eval', 'method_table', 'run_arms', 'step_table', 'compare_chart']
+__all__ = ['MODES', 'EXTRA_MODES', 'ALL_MODES', 'OOD_MODES', 'COLUMNS', 'FORCED_PREFIX', 'PAPER_RESULTS', 'OOD_COLUMNS', 'wilson',
+           'category_key', 'mode_setup', 'EvalSource', 'resolve_source', 'read_task_results', 'summary_rows',
+           'forced_prefix_episodes', 'gold_loglik', 'evaluate_checkpoint', 'three_way', 'paper_results', 'paper_table',
+           'ood_table', 'to_markdown', 'expand_grid', 'run_status', 'sweep', 'pinned_checkpoint', 'load_experiment',
+           'mcnemar_exact', 'paired_test', 'ood_eval', 'task_outcomes', 'method_table', 'run_arms', 'step_table',
+           'compare_chart']
 
 # %% ../nbs/15_evaluation.ipynb #a0c6ad11
 def wilson(k: int,          # tasks passed
@@ -37,7 +39,9 @@ def wilson(k: int,          # tasks passed
     return 100 * max(0.0, c - h), 100 * min(1.0, c + h)
 
 # %% ../nbs/15_evaluation.ipynb #51925cad
-MODES = ("strict", "lenient", "format_ood", "content_ood")   # the `evaluations.mode` values
+MODES = ("strict", "lenient", "format_ood", "content_ood")   # the four accuracy modes (evaluate_checkpoint's default)
+EXTRA_MODES = ("forced_prefix", "gold_loglik")   # diagnostics: calls completed after a prefilled opening; teacher-forced gold log-prob
+ALL_MODES = MODES + EXTRA_MODES
 OOD_MODES = ("format_ood", "content_ood")   # what a training run lacks: its trainer evaluates strict on its own tasks
 COLUMNS = {"base": "Base", "miss_func": "Miss Func", "miss_param": "Miss Param", "long_context": "Long Ctx"}  # paper's headers
 
@@ -59,7 +63,7 @@ def mode_setup(env_cfg: EnvConfig,  # the run's environment (training format and
                n_tasks: int = 0,    # first n tasks of each category (0: all)
               ) -> tuple:
     "(env, tasks, fmt) that evaluate `mode`: the environment instance, its tasks and the call format."
-    if mode not in MODES: raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+    if mode not in ALL_MODES: raise ValueError(f"unknown mode {mode!r}; expected one of {ALL_MODES}")
     opts = dict(env_cfg.options, lenient=True) if mode == "lenient" else dict(env_cfg.options)
     env = make_env(dataclasses.replace(env_cfg, options=opts))
     fmt = env_cfg.fmt
@@ -70,6 +74,8 @@ def mode_setup(env_cfg: EnvConfig,  # the run's environment (training format and
             from toolrl_nb.bfcl import ood_split
             tasks = ood_split("content", env.categories)["test"]
     else: tasks = env.tasks(split)
+    if mode == "format_ood" and getattr(env, "python_classes", ()):   # two-syntax warm-up: the tools taught in JSON only
+        tasks = [t for t in tasks if env.syntax_of(t) == env_cfg.fmt]
     return env, _by_category(tasks, n_tasks), fmt
 
 # %% ../nbs/15_evaluation.ipynb #35689833
@@ -129,8 +135,10 @@ def _append(path, recs: list[dict]):
 
 # %% ../nbs/15_evaluation.ipynb #513a3acd
 def summary_rows(recs: list[dict],   # per-task records: category, passed
-                 mode: str, split: str, step: int = 0, checkpoint: str = "", seed: int = 0) -> list[dict]:
-    "Evaluation rows for one mode: per category, `avg` (mean of categories) and `all` (pooled)."
+                 mode: str, split: str, step: int = 0, checkpoint: str = "", seed: int = 0,
+                 unseen=None,        # task ids whose questions no training task asks (BFCL): adds an `unseen` row
+                ) -> list[dict]:
+    "Evaluation rows for one mode: per category, `avg` (mean of categories), `all` (pooled) and optionally `unseen`."
     by: dict[str, list[bool]] = {}
     for r in recs: by.setdefault(r["category"], []).append(bool(r["passed"]))
     row = lambda c, n, k, acc: dict(step=step, checkpoint=checkpoint, split=split, category=c, mode=mode,
@@ -140,7 +148,66 @@ def summary_rows(recs: list[dict],   # per-task records: category, passed
         n, k = sum(r["n_tasks"] for r in rows), sum(r["n_passed"] for r in rows)
         rows.append(row("avg", n, k, sum(r["accuracy"] for r in rows) / len(rows)))
         rows.append(row("all", n, k, 100.0 * k / n))
+    if unseen is not None:
+        u = [bool(r["passed"]) for r in recs if r["task_id"] in set(unseen)]
+        rows.append(row("unseen", len(u), sum(u), 100.0 * sum(u) / len(u) if u else 0.0))
     return rows
+
+# %% ../nbs/15_evaluation.ipynb #a918024c
+FORCED_PREFIX = {"json": '<tool_call>\n{"name": "', "python": "["}   # the call opening each format's prefill writes
+
+def forced_prefix_episodes(model, tok, env, tasks,   # policy, its tokenizer, environment, tasks
+                           fmt: str = "json",        # call format (the prefix is FORCED_PREFIX[fmt])
+                           max_action_tokens: int = 256,  # cap per action, the prefix included
+                           max_total_tokens: int = 4096,  # the episode ends when its context reaches this
+                           prefix: str | None = None,     # override the opening
+                          ) -> list[tuple]:
+    "Greedy episodes whose calling turns start with a prefilled call opening: (task, score, actions) per task."
+    from toolrl_nb.format import render_chat
+    from toolrl_nb.rollout import IM_END
+    prefix = FORCED_PREFIX[fmt] if prefix is None else prefix
+    im_end, dev = tok.convert_tokens_to_ids(IM_END), next(model.parameters()).device
+    n_pre = len(tok(prefix, add_special_tokens=False)["input_ids"])
+    was_training = model.training; model.eval(); out = []
+    for task in tasks:
+        ep, turn, first, acts = env.reset(task, fmt), 0, True, []
+        while not ep.done:
+            pre = prefix if first and turn < len(task.ground_truth) and task.ground_truth[turn] else ""
+            ids = tok(render_chat(ep.messages, add_generation_prompt=True) + pre, add_special_tokens=False,
+                      return_tensors="pt")["input_ids"].to(dev)
+            budget = min(max_action_tokens - (n_pre if pre else 0), max_total_tokens - ids.shape[1] - 1)
+            if budget < 1: break
+            with torch.no_grad():
+                gen = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=budget, do_sample=False,
+                                     eos_token_id=im_end, pad_token_id=tok.pad_token_id)[0, ids.shape[1]:].tolist()
+            if gen and gen[-1] == im_end: gen = gen[:-1]
+            acts.append(pre + tok.decode(gen, skip_special_tokens=False))
+            obs = ep.step(acts[-1])
+            first = obs.kind == "next_turn"; turn += first
+        out.append((task, ep.score(), acts))
+    model.train(was_training)
+    return out
+
+def gold_loglik(model, tok, env, tasks,    # policy, its tokenizer, environment, tasks
+                fmts=("json", "python"),  # call formats to render the gold in
+                max_len: int = 8192,      # left-truncation of each gold conversation
+               ) -> pl.DataFrame:
+    "Teacher-forced mean log-prob of the gold actions (+ <|im_end|>) per format: fmt, category (and `all`), n_tasks, mean_logp."
+    from toolrl_nb.sft import conversation_example, gold_trajectories
+    dev, rows = next(model.parameters()).device, []
+    was_training = model.training; model.eval()
+    for fmt in fmts:
+        per: dict[str, list[float]] = {}
+        for task, msgs in gold_trajectories(env, tasks, fmt):
+            ex = conversation_example(tok, msgs, max_len=max_len)
+            ids = torch.tensor([ex.input_ids], device=dev)
+            with torch.no_grad(): lp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)
+            m = torch.tensor(ex.loss_mask[1:], dtype=torch.bool, device=dev)
+            per.setdefault(task.category, []).append(lp.gather(-1, ids[0, 1:, None])[:, 0][m].mean().item())
+        per["all"] = [v for vs in per.values() for v in vs]
+        rows += [dict(fmt=fmt, category=c, n_tasks=len(v), mean_logp=sum(v) / len(v)) for c, v in per.items() if v]
+    model.train(was_training)
+    return pl.DataFrame(rows, schema=dict(fmt=pl.String, category=pl.String, n_tasks=pl.Int64, mean_logp=pl.Float64))
 
 # %% ../nbs/15_evaluation.ipynb #f6d5e8c2
 def _as_log(log, src: EvalSource):
@@ -157,18 +224,28 @@ def _logged(log, row: dict) -> bool:
     return log.query(q, [row["step"], row["checkpoint"], row["split"], row["mode"], row["n_tasks"], row["n_passed"]])["n"][0] > 0
 
 def _frame(rows: list[dict], fmts: dict) -> pl.DataFrame:
-    out = [dict(r, ci_low=(ci := wilson(r["n_passed"], r["n_tasks"]))[0], ci_high=ci[1], fmt=fmts[r["mode"]]) for r in rows]
+    ci = lambda r: wilson(r["n_passed"], r["n_tasks"]) if r["n_passed"] is not None else (None, None)
+    out = [dict(r, ci_low=ci(r)[0], ci_high=ci(r)[1], fmt=r.get("fmt") or fmts[r["mode"]], mean_logp=r.get("mean_logp"))
+           for r in rows]
     schema = dict(step=pl.Int64, checkpoint=pl.String, split=pl.String, category=pl.String, mode=pl.String,
                   n_tasks=pl.Int64, n_passed=pl.Int64, accuracy=pl.Float64, seed=pl.Int64, ci_low=pl.Float64,
-                  ci_high=pl.Float64, fmt=pl.String)
+                  ci_high=pl.Float64, fmt=pl.String, mean_logp=pl.Float64)
     return pl.DataFrame(out, schema=schema)
+
+def _unseen(env, env_cfg, tasks) -> list | None:
+    "Ids of `tasks` no training task shares a user question with; None when there is no overlap (the fast lane)."
+    from toolrl_nb.bfcl import question_overlap
+    try: train = env.tasks(env_cfg.train_split)
+    except Exception: return None
+    ov = question_overlap(train, tasks)
+    return ov["unseen"] if ov["n_shared"] else None
 
 def evaluate_checkpoint(source,                       # run dir | checkpoint dir | model name or local HF folder
                         env_cfg: EnvConfig | None = None,  # environment override (bare model: default fast lane)
                         split: str = "test",          # eval split of the environment
                         modes=MODES,                  # any of MODES, in order
                         n_tasks: int = 0,             # first n tasks per category (0: all)
-                        batch_size: int = 16,         # tasks per batched greedy rollout (one sidecar write each)
+                        batch_size: int = 16,         # tasks per batched greedy rollout (one sidecar write each); 0: all in one
                         max_action_tokens: int = 256, # per action (the paper's test: 2048)
                         log=None,                     # RunLog | path | True (the run's log) | None: no logging
                         resume: bool = True,          # reuse per-task results of the sidecar file
@@ -177,7 +254,7 @@ def evaluate_checkpoint(source,                       # run dir | checkpoint dir
                         policy=None,                  # (model, tokenizer) already loaded, instead of loading `source`
                         rollout_cfg: RolloutConfig | None = None,  # limits (default: the run's rollout config)
                        ) -> pl.DataFrame:
-    "Greedy accuracy of `source` per category, `avg` and `all`, in each mode; Wilson 95% intervals; resumable."
+    "Greedy accuracy of `source` per category, `avg` and `all`, in each mode (any of ALL_MODES); Wilson 95% intervals; resumable."
     src = resolve_source(source, env_cfg)
     rlog, owned = _as_log(log, src)
     try:
@@ -192,27 +269,40 @@ def evaluate_checkpoint(source,                       # run dir | checkpoint dir
         for mode in modes:
             env, tasks, fmt = mode_setup(src.env, mode, split, n_tasks)
             fmts[mode] = fmt
+            if mode == "gold_loglik":   # no sampling: teacher-forced, every format, not cached or logged
+                if model is None:
+                    model, tok = load_policy(src.model)
+                    if src.checkpoint is not None: load_weights(model, src.checkpoint)
+                ll = gold_loglik(model, tok, env, tasks)
+                rows += [dict(r, step=src.step, checkpoint=src.tag, split=split, mode=mode, n_passed=None, accuracy=None,
+                              seed=rcfg.seed or 0) for r in ll.iter_rows(named=True)]
+                continue
             key = _setting_key(src, mode, split, fmt, rcfg)
             done = {r["task_id"]: r for r in cached if r["key"] == key}
             todo = [t for t in tasks if t.id not in done]
             bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc=f"eval {mode}", disable=not progress)
-            for i in range(0, len(todo), batch_size):
+            for i in range(0, len(todo), batch_size or max(len(todo), 1)):
                 if model is None:
                     model, tok = load_policy(src.model)
                     if src.checkpoint is not None: load_weights(model, src.checkpoint)
                 model.eval()
-                batch = todo[i:i + batch_size]
-                with torch.no_grad(): trajs = rollout(model, tok, env, batch, rcfg, fmt=fmt)
+                batch = todo[i:i + (batch_size or len(todo))]
+                if mode == "forced_prefix":
+                    eps = forced_prefix_episodes(model, tok, env, batch, fmt, max_action_tokens, rcfg.max_total_tokens)
+                else:
+                    with torch.no_grad(): eps = [(t.task, t.score, t.actions) for t in rollout(model, tok, env, batch, rcfg, fmt=fmt)]
                 recs = [dict(key=key, checkpoint=src.tag, step=src.step, split=split, mode=mode, fmt=fmt,
-                             task_id=t.task.id, category=t.task.category, passed=bool(t.score.passed),
-                             reward=float(t.score.reward), n_actions=len(t.actions), error_type=t.score.error_type,
-                             first_failed_turn=t.score.first_failed_turn) for t in trajs]
+                             task_id=task.id, category=task.category, passed=bool(score.passed),
+                             reward=float(score.reward), n_actions=len(acts), error_type=score.error_type,
+                             first_failed_turn=score.first_failed_turn) for task, score, acts in eps]
                 _append(results_path, recs)
                 done.update((r["task_id"], r) for r in recs)
                 bar.update(len(batch))
             bar.close()
-            mrows = summary_rows([done[t.id] for t in tasks], mode, split, src.step, src.tag, rcfg.seed or 0)
-            if rlog is not None and mrows and not _logged(rlog, mrows[-1]): rlog.log("evaluations", mrows)
+            mrows = summary_rows([done[t.id] for t in tasks], mode, split, src.step, src.tag, rcfg.seed or 0,
+                                 unseen=_unseen(env, src.env, tasks))
+            if rlog is not None and mrows and not _logged(rlog, mrows[len(mrows) - 1 - (mrows[-1]["category"] == "unseen")]):
+                rlog.log("evaluations", mrows)
             rows += mrows
         return _frame(rows, fmts)
     finally:
@@ -446,11 +536,41 @@ def load_experiment(path,                 # an experiment file, e.g. configs/cpu
         base["init_from"] = str(ck) if ck else ""
     return dict(base_config=base, grid={"method": spec[section]}, root=repo / spec["root"])
 
+# %% ../nbs/15_evaluation.ipynb #c609fa17
+def mcnemar_exact(b: int, c: int) -> float:
+    "Two-sided exact McNemar p-value from the discordant counts: `b` tasks only arm A passed, `c` only arm B."
+    n = b + c
+    if n == 0: return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+def paired_test(a, b,                  # {task_id: passed} (one seed) or a list of them (one per seed), per arm
+                n_boot: int = 10_000,  # bootstrap resamples (several seeds)
+                seed: int = 0) -> dict:
+    "Paired comparison of two arms on their common tasks: n_tasks, acc_a, acc_b, diff (points), p, test."
+    import random
+    a, b = ([x] if isinstance(x, dict) else list(x) for x in (a, b))
+    tasks = sorted(set.intersection(*(set(d) for d in a + b)))
+    if not tasks: raise ValueError("paired_test: the arms share no task")
+    acc = lambda arm, ts: 100.0 * sum(bool(d[t]) for d in arm for t in ts) / (len(arm) * len(ts))
+    out = dict(n_tasks=len(tasks), acc_a=acc(a, tasks), acc_b=acc(b, tasks))
+    out["diff"] = out["acc_a"] - out["acc_b"]
+    if len(a) == 1 and len(b) == 1:
+        only_a = sum(bool(a[0][t]) and not bool(b[0][t]) for t in tasks)
+        only_b = sum(bool(b[0][t]) and not bool(a[0][t]) for t in tasks)
+        return dict(out, p=mcnemar_exact(only_a, only_b), test="exact McNemar")
+    rng, le, ge = random.Random(seed), 0, 0
+    for _ in range(n_boot):
+        ts = rng.choices(tasks, k=len(tasks))
+        d = acc(rng.choices(a, k=len(a)), ts) - acc(rng.choices(b, k=len(b)), ts)
+        le += d <= 0; ge += d >= 0
+    return dict(out, p=min(1.0, 2 * min(le, ge) / n_boot), test=f"bootstrap over tasks and seeds ({len(a)} vs {len(b)} seeds)")
+
 # %% ../nbs/15_evaluation.ipynb #ae862dfb
 def ood_eval(source,                  # run dir or checkpoint (see `resolve_source`)
              log_path,                # the run log that gets the rows (a run's own log.duckdb, or a new file)
-             n_tasks: int = 2,        # first n tasks per category, in each mode
-             max_action_tokens: int = 48,
+             n_tasks: int = 25,       # first n tasks per category, in each mode (fast lane: 4 x 25 = 100 tasks)
+             max_action_tokens: int = 72,
              progress: bool = False,
              env_cfg=None,            # environment of a bare model (e.g. the base model: the runs' `cfg.env`)
              modes=MODES) -> bool:    # which modes (a run's trainer already logged strict on its own eval tasks)
@@ -460,15 +580,50 @@ def ood_eval(source,                  # run dir or checkpoint (see `resolve_sour
             if lg.query("SELECT count(*) AS n FROM evaluations WHERE mode = 'content_ood'")["n"][0]: return False
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     evaluate_checkpoint(source, env_cfg=env_cfg, modes=modes, n_tasks=n_tasks, max_action_tokens=max_action_tokens, log=log_path,
-                        progress=progress)
+                        progress=progress, batch_size=0)   # one batched rollout per mode
     return True
 
 _UNHEALTHY = "state IN ('text_pollution', 'collapsed')"
 
-def method_table(runs: dict) -> pl.DataFrame:
-    "One row per run (`{label: run dir}`): budget, reward, states, collapse/spike RL step, final and four-mode accuracy."
+def task_outcomes(run_dir, mode: str) -> dict:
+    "{task_id: passed} of a run's latest evaluation in `mode` (from its sidecar eval_tasks.jsonl); {} if none."
+    recs = [r for r in read_task_results(Path(run_dir) / "eval_tasks.jsonl") if r["mode"] == mode]
+    if not recs: return {}
+    last = recs[-1]["key"]
+    return {r["task_id"]: bool(r["passed"]) for r in recs if r["key"] == last}
+
+def _seeds(d) -> list: return list(d) if isinstance(d, (list, tuple)) else [d]
+
+def _paired_columns(runs: dict, baseline, modes, verbose: bool) -> dict:
+    "Per run: pooled accuracy, Wilson interval and paired p-value against `baseline` in each mode of its sidecar."
+    cols = {label: {} for label in runs}
+    for mode in modes:
+        outs = {label: [o for o in (task_outcomes(d, mode) for d in _seeds(ds)) if o] for label, ds in runs.items()}
+        if not any(outs.values()): continue
+        for label, arm in outs.items():
+            k, n = sum(sum(o.values()) for o in arm), sum(len(o) for o in arm)
+            lo, hi = wilson(k, n) if n else (None, None)
+            c = cols[label]; c[f"{mode}_acc"] = 100.0 * k / n if n else None; c[f"{mode}_ci_low"], c[f"{mode}_ci_high"] = lo, hi
+            c[f"{mode}_p"] = None
+            if label != baseline and arm and outs.get(baseline):
+                r = paired_test(arm, outs[baseline])
+                c[f"{mode}_p"] = r["p"]
+                if verbose: print(f"{label} vs {baseline} [{mode}]: {r['acc_a']:.1f}% vs {r['acc_b']:.1f}% on {r['n_tasks']} tasks, "
+                                  f"{r['test']} p = {r['p']:.3g}")
+    return cols
+
+def method_table(runs: dict,           # {label: run dir} (or a list of run dirs: the arm's seeds)
+                 baseline=None,        # label the others are compared with (default: the first)
+                 modes=ALL_MODES[:5],  # modes whose per-task results (sidecars) get accuracy, interval and p-value
+                 verbose: bool = True, # print each comparison's test and p-value
+                ) -> pl.DataFrame:
+    "One row per run: budget, reward, states, collapse/spike RL step, final and four-mode accuracy; per mode Wilson CI and paired p vs `baseline`."
+    baseline = next(iter(runs)) if baseline is None else baseline
+    if runs and baseline not in runs: raise ValueError(f"baseline {baseline!r} is not one of the runs {list(runs)}")
+    paired = _paired_columns(runs, baseline, modes, verbose)
     rows = []
-    for label, d in runs.items():
+    for label, ds in runs.items():
+        d = _seeds(ds)[0]
         with RunLog(Path(d) / "log.duckdb", read_only=True) as lg:
             q = lambda sql, *a: lg.query(sql, list(a) if a else None)
             rl = q("SELECT step FROM steps WHERE phase = 'rl' ORDER BY step")["step"].to_list()
@@ -490,14 +645,14 @@ def method_table(runs: dict) -> pl.DataFrame:
                          healthy_call_last=float(sh["h"][-1]) if len(sh) else None, unhealthy_last=float(sh["u"][-1]) if len(sh) else None,
                          unhealthy_max=float(sh["u"].max()) if len(sh) else None, collapse_rl_step=rl_index(onset), first_spike_rl_step=rl_index(spike),
                          final_strict=float(fin["accuracy"][0]) if len(fin) else None, final_n=int(fin["n_tasks"][0]) if len(fin) else None,
-                         **{f"avg_{m}": acc.get(m) for m in MODES}, minutes=st["minutes"]))
+                         **{f"avg_{m}": acc.get(m) for m in MODES}, minutes=st["minutes"], **paired[label]))
     return pl.DataFrame(rows, infer_schema_length=None)
 
 # %% ../nbs/15_evaluation.ipynb #737c78c9
 def run_arms(path,                     # an experiment file (see `load_experiment`)
              sections: dict,           # {section: [arm names] or None for all its arms}
              repo=None,                # as in `load_experiment`
-             modes=OOD_MODES,          # the modes each final checkpoint is evaluated in (once)
+             modes=("strict",) + OOD_MODES,  # the modes each final checkpoint is evaluated in (once; >= 100 tasks each)
              **ood_kw) -> dict:        # more `ood_eval` arguments (n_tasks, max_action_tokens)
     "Train or resume the chosen arms of an experiment file, evaluate each once in `modes`: `{arm: run dir}`."
     runs = {}

@@ -296,6 +296,29 @@ _SPECS = {
                          {"todo_id": t}, "delete todo number {todo_id}"),
     "list_todos": _Spec(lambda i, r, P: {}, "show my todo list"),
 }
+# Held-out wording: test and content-OOD questions use these in place of the training templates, so no test question
+# (in particular a parameter-free one such as "list the titles of all my notes", or one whose value comes from a
+# shared enum such as the thermostat modes) can repeat a training question verbatim.
+_TEST_WORDING = {
+    "list the titles of all my notes": "which notes do I have",
+    "show me what is in my cart": "what does my cart contain",
+    "tell me the cart total": "how much does my cart cost in total",
+    "list the rooms of the thermostat": "which rooms does the thermostat know",
+    "switch the thermostat to {mode} mode": "put the thermostat in {mode} mode",
+    "change the thermostat mode": "pick another thermostat mode",
+    "Use {mode} mode.": "The mode I want is {mode}.",
+    "I want {quantity} of them.": "Make that {quantity}, please.",
+    "Make it {celsius} degrees.": "I would like {celsius} degrees.",
+    "apply my coupon": "use a coupon of mine",
+    "delete one of my notes": "remove a note of mine",
+    "list my accounts": "which accounts do I have",
+    "show my todo list": "what is on my todo list",
+    "mark one of my todos as done": "tick off one of my todos",
+}
+def _wording(template: str, split: str) -> str:
+    "The template as the split words it (held-out splits: `_TEST_WORDING`)."
+    return template if split == "train" else _TEST_WORDING.get(template, template)
+
 _LIST_METHOD = {"NoteStore": "list_notes", "ShoppingCart": "view_cart", "Thermostat": "list_rooms",
                 "Wallet": "list_accounts", "TodoList": "list_todos"}
 
@@ -355,7 +378,7 @@ def make_task(kind: str,                     # one of KINDS
     else: raise RuntimeError(f"could not generate {kind} task {i}")   # never happens with the shipped specs
     involved = sorted({METHOD_CLASS[n] for tc in turns for n, _ in tc})   # drop a drawn class no call used
     configs = {c: configs[c] for c in involved}
-    phrases = [[_SPECS[n].phrase.format(**a) for n, a in tc] for tc in turns]
+    phrases = [[_wording(_SPECS[n].phrase, split).format(**a) for n, a in tc] for tc in turns]
     questions = [[{"role": "user", "content": _question(p)}] for p in phrases]
     gt = [[call_string(n, a) for n, a in tc] for tc in turns]
     meta = {"kind": kind, "split": split, "seed": seed, "involved": involved, "config": configs}
@@ -367,9 +390,9 @@ def make_task(kind: str,                     # one of KINDS
     if kind == "miss_param":
         t, c = rng.choice([(t, c) for t, tc in enumerate(turns) for c, (n, _) in enumerate(tc) if _SPECS[n].missing])
         n, a = turns[t][c]; sp = _SPECS[n]
-        phrases[t][c] = sp.vague.format(**a)
+        phrases[t][c] = _wording(sp.vague, split).format(**a)
         questions[t] = [{"role": "user", "content": _question(phrases[t])}]
-        questions.insert(t + 1, [{"role": "user", "content": sp.supply.format(**a)}])
+        questions.insert(t + 1, [{"role": "user", "content": _wording(sp.supply, split).format(**a)}])
         gt.insert(t + 1, gt[t]); gt[t] = []
         meta["missing_param"] = {str(t): [n, sp.missing]}
     used = sorted({n for tc in turns for n, _ in tc})
@@ -502,6 +525,7 @@ class FastLaneEnv:
                  limits: EnvLimits | None = None,   # per-trajectory limits
                  reward: str = "binary",            # "binary" (paper) or "partial" (fraction of scored turns)
                  lenient: bool = False,             # episodes parse actions leniently (lenient evaluation; never for training)
+                 python_classes=(),                 # two-syntax warm-up: tasks of only these classes are taught in the Python syntax
                 ):
         if reward not in ("binary", "partial"): raise ValueError(f"reward must be 'binary' or 'partial', not {reward!r}")
         if bad := [k for k in kinds if k not in KINDS]: raise ValueError(f"unknown kinds {bad}: pick from {KINDS}")
@@ -511,6 +535,9 @@ class FastLaneEnv:
         self.seed, self.n_tasks, self.n_turns, self.calls_per_turn = seed, n_tasks, tuple(n_turns), tuple(calls_per_turn)
         self.n_distractors, self.kinds, self.fmt, self.reward = n_distractors, tuple(kinds), fmt, reward
         self.limits, self.lenient = limits or EnvLimits(), lenient
+        self.python_classes = tuple(python_classes)
+        if bad := [c for c in self.python_classes if c not in self.classes]:
+            raise ValueError(f"python_classes {bad} are not among the train classes {list(self.classes)}")
         get_format(fmt)
         self._cache = {}
 
@@ -527,12 +554,20 @@ class FastLaneEnv:
 
     def ood_split(self, kind: str = "format") -> dict:
         "OOD train/test tasks and the format to use, as `toolrl_nb.bfcl.ood_split`: {'train', 'test', 'fmt', 'note'}."
-        if kind == "format": return dict(train=self.tasks("train"), test=self.tasks("test"), fmt="python",
-                                         note="test tasks in the Python call-list syntax instead of <tool_call> JSON")
+        if kind == "format":   # with a two-syntax warm-up: only the tools taught in JSON, now in the Python syntax
+            test = [t for t in self.tasks("test") if self.syntax_of(t) == "json"]
+            return dict(train=self.tasks("train"), test=test, fmt="python",
+                        note="test tasks in the Python call-list syntax instead of <tool_call> JSON"
+                             + (f" (tools taught in JSON only: not {list(self.python_classes)})" if self.python_classes else ""))
         if kind in ("content", "both"):
             return dict(train=self.tasks("train"), test=self.tasks("content_ood"), fmt="python" if kind == "both" else "json",
                         note=f"tools of {self.held_out} never seen in training" + (", Python syntax" if kind == "both" else ""))
         raise ValueError(f"unknown OOD kind {kind!r}: pick 'format', 'content' or 'both'")
+
+    def syntax_of(self, task: Task) -> str | None:
+        "The syntax a two-syntax warm-up teaches `task` in: 'python' if all its classes are `python_classes`, the env's format if none is, None if mixed."
+        py = set(task.meta["involved"]) & set(self.python_classes)
+        return self.fmt if not py else "python" if py == set(task.meta["involved"]) else None
 
     def reset(self, task: Task, fmt: str | None = None) -> FastLaneEpisode:
         "A fresh episode of `task` with its own instances."

@@ -208,7 +208,7 @@ def _parse_json(t: str, known: set[str] | None, lenient: bool) -> tuple[ParseRes
             if known is not None and call.name not in known:
                 res.errors.append(f"block {i}: unknown function {call.name!r}"); continue
             res.calls.append(call)
-    if lenient and not sc.bodies:                          # bare call objects, no tags at all
+    if lenient and not res.calls:                          # bare call objects: no tags, or empty/misplaced ones
         pos, spans = 0, []
         while (m := _BARE_RE.search(outside, pos)) is not None:
             obj, repairs, err = _decode_obj(outside[m.start():], True)
@@ -219,7 +219,8 @@ def _parse_json(t: str, known: set[str] | None, lenient: bool) -> tuple[ParseRes
                 call, rep2, err2 = _to_call(obj, True)
                 if err2 is None and (known is None or call.name in known):
                     res.calls.append(call); res.n_blocks += 1
-                    res.errors += ["untagged call object read as a call block"] + repairs + rep2
+                    res.errors += ["untagged call object read as a call block"
+                                   + (" (after an empty or misplaced tag)" if sc.bodies or sc.errors else "")] + repairs + rep2
                     if end is not None: spans.append((m.start(), end))
                     else: spans.append((m.start(), len(outside))); break
             pos = end if end is not None else m.end()

@@ -46,7 +46,8 @@ class ActionRecord:
     n_calls: int                   # calls the environment executed from this action
     n_errors: int                  # parse, dispatch and execution errors
     parse_errors: list[str]        # the parser's messages (obs.parse.errors)
-    truncated: bool                # no <|im_end|> within max_action_tokens (or the total budget): one was appended
+    truncated: bool                # no <|im_end|> within max_action_tokens (or the total budget): one was appended;
+                                   # logged as actions.truncated, counted as state "truncated" by runlog.state_shares
 
 @dataclass
 class Trajectory:

@@ -18,7 +18,7 @@ import pyarrow as pa
 import altair as alt
 
 # %% ../nbs/08_runlog.ipynb #b3b8418e
-SCHEMA_VERSION: int = 1  # bump when TABLES changes; files written by a newer version are refused
+SCHEMA_VERSION: int = 2  # bump when TABLES changes; files written by a newer version are refused
 
 _TS = "TIMESTAMP DEFAULT (current_timestamp AT TIME ZONE 'UTC')"  # UTC wall time of the insert
 _ENUM = lambda col, *vals: "VARCHAR CHECK ({} IN ({}))".format(col, ", ".join(f"'{v}'" for v in vals))
@@ -36,14 +36,15 @@ TABLES: dict[str, dict[str, str]] = {
                          n_actions="INTEGER", n_tokens="INTEGER", text="VARCHAR"),
     "actions": dict(step="INTEGER", traj_id="VARCHAR", action_idx="INTEGER", turn_idx="INTEGER", state="VARCHAR",
                     n_calls="INTEGER", n_errors="INTEGER", parse_errors="JSON", tok_start="INTEGER",
-                    tok_end="INTEGER", n_tokens="INTEGER", text="VARCHAR"),
+                    tok_end="INTEGER", n_tokens="INTEGER", text="VARCHAR",
+                    truncated="BOOLEAN"),   # the action was cut by a token cap (an <|im_end|> was appended)
     "probes": dict(step="INTEGER", traj_id="VARCHAR", action_idx="INTEGER", position="INTEGER", probe="VARCHAR",
                    token="VARCHAR", prob="DOUBLE", topk="JSON"),
     "probe_summary": dict(step="INTEGER", probe="VARCHAR", token="VARCHAR", mean="DOUBLE", max="DOUBLE",
                           n="INTEGER"),
     "grad_split": dict(step="INTEGER", token="VARCHAR", self_mean="DOUBLE", other_mean="DOUBLE", n="INTEGER"),
     "evaluations": dict(step="INTEGER", checkpoint="VARCHAR", split="VARCHAR", category="VARCHAR",
-                        mode=_ENUM("mode", "strict", "lenient", "format_ood", "content_ood"), n_tasks="INTEGER",
+                        mode=_ENUM("mode", "strict", "lenient", "format_ood", "content_ood", "forced_prefix"), n_tasks="INTEGER",
                         n_passed="INTEGER", accuracy="DOUBLE", seed="INTEGER", ts=_TS),
     "events": dict(step="INTEGER", kind="VARCHAR", message="VARCHAR", data="JSON", ts=_TS),
 }
@@ -198,6 +199,9 @@ class RunLog:
             self._exec("BEGIN TRANSACTION")
             try:
                 for t in TABLES: self._exec(_ddl(t))
+                for t, cols in TABLES.items():   # an older log gets the columns added since (NULL in its old rows)
+                    for c, typ in cols.items():
+                        if "CHECK" not in typ: self._exec(f'ALTER TABLE "{t}" ADD COLUMN IF NOT EXISTS "{c}" {typ}')
                 if found is None: self._exec("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
                 self._exec("COMMIT")
             except BaseException:
@@ -367,10 +371,12 @@ def steps_frame(log, phase: str | None = None) -> pl.DataFrame:
     return log.query(f"SELECT * FROM steps {where} ORDER BY {_keys(log)}step, ts", [phase] if phase else None)
 
 def state_shares(log) -> pl.DataFrame:
-    "Share of each structural state among the actions of each step (zero-filled): step, state, n, share."
+    "Share of each structural state among the actions of each step (zero-filled): step, state, n, share; an action cut by a token cap counts as 'truncated'."
     k = _keys(log)
+    st = ("CASE WHEN truncated THEN 'truncated' ELSE coalesce(state, 'unclassified') END"
+          if "truncated" in log.query("SELECT * FROM actions LIMIT 0").columns else "coalesce(state, 'unclassified')")
     return log.query(f"""
-        WITH c AS (SELECT {k}step, coalesce(state, 'unclassified') AS state, count(*) AS n FROM actions GROUP BY ALL),
+        WITH c AS (SELECT {k}step, {st} AS state, count(*) AS n FROM actions GROUP BY ALL),
              grid AS (SELECT DISTINCT {k}step FROM c), states AS (SELECT DISTINCT state FROM c)
         SELECT {k.replace('run_id', 'g.run_id')}g.step, s.state, coalesce(c.n, 0) AS n,
                coalesce(c.n, 0) / sum(coalesce(c.n, 0)) OVER (PARTITION BY {k.replace('run_id', 'g.run_id')}g.step) AS share

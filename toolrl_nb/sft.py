@@ -14,9 +14,9 @@ from transformers.utils.chat_template_utils import render_jinja_template
 from .envs import Env, Task, replay
 
 # %% auto #0
-__all__ = ['DEFAULT_SYSTEM', 'SFTExample', 'gold_trajectories', 'gold_conversations', 'render_spans', 'conversation_example',
-           'show_mask', 'action_pairs', 'text_pair_example', 'gold_examples', 'collate_sft', 'sft_loss', 'SFTConfig',
-           'lr_factor', 'sft_train']
+__all__ = ['DEFAULT_SYSTEM', 'SFTExample', 'gold_trajectories', 'gold_conversations', 'warmup_conversations', 'render_spans',
+           'conversation_example', 'show_mask', 'action_pairs', 'text_pair_example', 'gold_examples', 'collate_sft',
+           'sft_loss', 'SFTConfig', 'lr_factor', 'sft_train']
 
 # %% ../nbs/09_sft.ipynb #33103353
 @dataclass
@@ -63,6 +63,14 @@ def gold_trajectories(env: Env,          # any environment implementing the prot
 def gold_conversations(env: Env, tasks: list[Task], fmt: str = "json", strict: bool = False) -> list[list[dict]]:
     "The full chat (system, user, assistant, tool, ...) of each passing gold replay (see `gold_trajectories`)."
     return [msgs for _, msgs in gold_trajectories(env, tasks, fmt, strict)]
+
+# %% ../nbs/09_sft.ipynb #ab680d4d
+def warmup_conversations(env: Env, tasks: list[Task], n: int, fmt: str = "json", strict: bool = False) -> list[list[dict]]:
+    "Gold conversations of the first `n` usable `tasks`: in `fmt`, or in `env.syntax_of(task)` where the env has python classes."
+    syntax = getattr(env, "syntax_of", None) if getattr(env, "python_classes", ()) else None
+    if syntax is None: return gold_conversations(env, tasks[:n], fmt, strict)
+    picked = [(t, syntax(t)) for t in tasks if syntax(t) is not None][:n]
+    return [c for f in ("json", "python") for c in gold_conversations(env, [t for t, s in picked if s == f], f, strict)]
 
 # %% ../nbs/09_sft.ipynb #aaac9bd1
 def render_spans(tokenizer,              # a fast tokenizer whose chat_template has {% generation %} marks

@@ -17,7 +17,7 @@ from .config import check, from_dict, to_dict, save_config, load_config, ConfigE
 from .models import ModelConfig, load_policy, reference_policy, AdapterDisabledReference
 from .grpo import GRPOConfig, make_optimizer, train_step
 from .rollout import RolloutConfig, rollout, collate
-from .sft import SFTConfig, sft_train, gold_conversations, conversation_example, gold_examples
+from .sft import SFTConfig, sft_train, gold_conversations, conversation_example, gold_examples, warmup_conversations
 from .supervision import (SupervisionConfig, compose_groups, hint_mismatch, joint_train_step,
                                    select_failed_tasks, ets_examples, prs_examples)
 from .runlog import RunLog
@@ -193,7 +193,8 @@ def trajectory_rows(step: int, trajs, offset: int = 0) -> tuple[list[dict], list
         for a in t.actions:
             ac.append(dict(step=step, traj_id=tid, action_idx=a.idx, turn_idx=a.turn, state=str(a.state),
                            n_calls=a.n_calls, n_errors=a.n_errors, parse_errors=json.dumps(a.parse_errors),
-                           tok_start=a.start, tok_end=a.end, n_tokens=a.n_tokens, text=a.text))
+                           tok_start=a.start, tok_end=a.end, n_tokens=a.n_tokens, text=a.text,
+                           truncated=bool(a.truncated)))
     return tr, ac
 
 # %% ../nbs/10_trainer.ipynb #6a13e1aa
@@ -300,7 +301,7 @@ class Trainer:
     def warmup(self):
         "SFT on gold conversations of the first `warmup_tasks` training tasks (SFT→RL)."
         cfg = self.cfg
-        convs = gold_conversations(self.env, self.train_tasks[: cfg.warmup_tasks], cfg.env.fmt)
+        convs = warmup_conversations(self.env, self.train_tasks, cfg.warmup_tasks, cfg.env.fmt)
         examples = [conversation_example(self.tok, m, max_len=cfg.warmup.max_len) for m in convs]
         self.log.event(self.step, "phase", f"SFT warm-up on {len(examples)} gold conversations")
         sft_train(self.model, examples, cfg.warmup, on_step=self._log_sft_step, progress=self.progress and self.main, pad_id=self.pad_id)
