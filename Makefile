@@ -32,8 +32,10 @@ browser-deps:
 test-fast: setup
 	$(BIN)/nbdev_test --n_workers 2
 
+# One torch thread per notebook worker: two workers with two threads each oversubscribe 2 cores, and OpenMP's
+# spinning threads then slow SmolLM2 sampling by 10x or more (a real rollout cell went from 81 s to over 14 min).
 test-slow: setup model
-	$(BIN)/nbdev_test --flags slow --n_workers 2 --timing
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --flags slow --n_workers 2 --timing
 
 test-py: setup model
 	$(BIN)/pytest -q tests
