@@ -15,7 +15,7 @@ from .runlog import RunLog
 
 # %% auto #0
 __all__ = ['TRACKERS', 'load_checkpoint_policy', 'export_model', 'model_card', 'greedy_actions', 'check_report_to',
-           'TrackerMirror', 'tensorboard_scalars']
+           'TrackerMirror', 'tensorboard_scalars', 'tracker_hint']
 
 # %% ../nbs/17_interop.ipynb #7a162c7c
 def _generation_config(model, tok):
@@ -222,3 +222,15 @@ def tensorboard_scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     acc = EventAccumulator(str(Path(run_dir) / "tensorboard"), size_guidance={"scalars": 0}); acc.Reload()
     return {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]}
+
+# %% ../nbs/17_interop.ipynb #fa9d1da7
+def tracker_hint(run_dir) -> str:
+    "One line of HTML for the panel: how to open the trackers this run reports to (its config.yaml), or how to add one."
+    import yaml
+    run_dir = Path(run_dir); p = run_dir / "config.yaml"
+    names = check_report_to((yaml.safe_load(p.read_text()) or {}).get("report_to")) if p.is_file() else []
+    how = {"tensorboard": f"TensorBoard: <code>tensorboard --logdir {run_dir}</code>",
+           "trackio": "trackio: <code>trackio show --project toolrl_nb</code>",
+           "wandb": f"W&amp;B (offline): <code>wandb sync {run_dir}/wandb/offline-run-*</code>"}
+    if not names: return "Mirror a run to TensorBoard, trackio or W&amp;B: <code>report_to: [tensorboard]</code> in its config."
+    return "This run is mirrored. " + "; ".join(how[n] for n in names)
