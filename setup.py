@@ -25,7 +25,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=[c["lib_name"], c["lib_name"] + ".*"]),
     include_package_data=True,
     install_requires=reqs,
-    extras_require={"dev": dev_reqs, **{t: c.get(f"{t}_requirements", "").split() for t in ("tensorboard", "wandb")}},
+    extras_require={"dev": dev_reqs, **{t: c.get(f"{t}_requirements", "").split() for t in ("tensorboard", "trackio", "wandb")}},
     python_requires=">=" + c["min_python"],
     zip_safe=False,
     entry_points={"console_scripts": scripts, "nbdev": [f"{c['lib_name']}={c['lib_name']}._modidx:d"]},

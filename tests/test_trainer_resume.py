@@ -1,7 +1,8 @@
-"""Kill a real training run (SIGKILL, mid-step) and resume it: the log must hold every step exactly once.
+"""Kill a real training run (SIGKILL, mid-step) and resume it: the log, and its TensorBoard and trackio mirrors, must
+hold every step exactly once.
 
 Uses the tiny random model (for speed) on the fast lane, through the `toolrl` command line as a user would."""
-import os, signal, subprocess, sys, time
+import json, os, signal, subprocess, sys, time
 from pathlib import Path
 
 import duckdb
@@ -23,11 +24,26 @@ def _steps(run_dir):
     finally: con.close()
 
 
+def _check_mirrors(run_dir, env):
+    "The trackers were rewritten from the log on resume: each RL step's reward is one point in each (read back by their own readers)."
+    code = f"""
+from toolrl_nb.interop import tensorboard_scalars
+from trackio.sqlite_storage import SQLiteStorage
+tb = [s for s, _ in tensorboard_scalars({str(run_dir)!r})["rl/reward_mean"]]
+tr = [r["step"] for r in SQLiteStorage.get_logs("toolrl_nb", {run_dir.name!r}) if "rl/reward_mean" in r]
+import json; print(json.dumps([sorted(tb), sorted(tr)]))
+"""
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    tb, tr = json.loads(r.stdout.strip().splitlines()[-1])
+    assert tb == tr == [1, 2, 3, 4, 5, 6], r.stdout  # RL steps 1-6 (step 0 is the SFT warm-up), each once
+
+
 def test_sigkill_mid_step_then_resume(tmp_path):
     run_dir = tmp_path / "run"
-    cfg = dict(CFG, run_dir=str(run_dir))
+    cfg = dict(CFG, run_dir=str(run_dir), report_to=["tensorboard", "trackio"])
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TRACKIO_DIR=str(tmp_path / "trackio"))
     proc = subprocess.Popen(TOOLRL + ["train", str(tmp_path / "cfg.yaml")], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     # wait for the checkpoint after RL step 4 (global step: 1 SFT step + 4 RL steps - 1 = 4), then kill mid-run
@@ -45,6 +61,7 @@ def test_sigkill_mid_step_then_resume(tmp_path):
     assert "resume" in events and events.count("checkpoint") >= 3
     assert traj_steps == 6                         # trajectories of every RL step, none twice
     assert (run_dir / "reward_kl.png").exists()
+    _check_mirrors(run_dir, env)
 
     # the finished run's last checkpoint, evaluated from the command line into its own log
     r = subprocess.run(TOOLRL + ["eval", str(run_dir), "--n-tasks", "1", "--modes", "strict,format_ood",

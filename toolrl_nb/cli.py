@@ -145,6 +145,11 @@ def _eval(args):
                              log=True if (src / "log.duckdb").exists() else None)
     print(to_markdown(df))
 
+def _export(args):
+    from toolrl_nb.interop import export_model
+    out = export_model(args.source, args.out, adapter_only=args.adapter_only)
+    print(f"wrote {out} (load it with AutoModelForCausalLM.from_pretrained({str(out)!r}))")
+
 def _table(args):
     from toolrl_nb.evaluation import paper_table, to_markdown
     runs = dict(r.split("=", 1) if "=" in r else (Path(r).name, r) for r in args.runs)
@@ -190,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("config"); s.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2")
     s.add_argument("--root", default="runs/sweep"); s.add_argument("--seeds", default="0")
     s.set_defaults(fn=_sweep)
+    s = sub.add_parser("export", help="write a run (last checkpoint) or a checkpoint as a plain Hugging Face folder with a model card")
+    s.add_argument("source", help="run directory or checkpoint directory"); s.add_argument("out", help="a new (or empty) folder")
+    s.add_argument("--adapter-only", action="store_true", help="LoRA runs: the adapter alone (default: merged weights)")
+    s.set_defaults(fn=_export)
     s = sub.add_parser("readme", help="regenerate README.md from nbs/index.ipynb")
     s.add_argument("--root", default=".", help="repository root"); s.set_defaults(fn=_readme)
     return p

@@ -15,7 +15,7 @@ from .runlog import RunLog
 
 # %% auto #0
 __all__ = ['TRACKERS', 'load_checkpoint_policy', 'export_model', 'model_card', 'greedy_actions', 'check_report_to',
-           'TrackerMirror', 'tensorboard_scalars']
+           'TrackerMirror', 'tensorboard_scalars', 'tracker_hint']
 
 # %% ../nbs/17_interop.ipynb #7a162c7c
 def _generation_config(model, tok):
@@ -111,7 +111,7 @@ def greedy_actions(model, tok, env_cfg, n_tasks: int = 3, max_action_tokens: int
     return [a.text for t in trajs for a in t.actions]
 
 # %% ../nbs/17_interop.ipynb #361a102c
-TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb"}  # report_to name -> the pip package it needs
+TRACKERS = {"tensorboard": "tensorboard", "trackio": "trackio", "wandb": "wandb"}  # report_to name -> the pip package it needs
 
 def check_report_to(report_to) -> list[str]:
     "Validate a `report_to` list (names from `TRACKERS`; 'none' means none)."
@@ -157,7 +157,25 @@ class _WandB:
     def flush(self): pass
     def close(self): self.run.finish()
 
-_BACKENDS = {"tensorboard": _TensorBoard, "wandb": _WandB}
+class _Trackio:
+    "A local trackio run: project `toolrl_nb`, named after the run folder, in trackio's store (`TRACKIO_DIR`); `trackio show` opens it."
+    project = "toolrl_nb"
+    def __init__(self, run_dir, fresh: bool):
+        import contextlib, io
+        trackio = _need("trackio", "trackio")
+        from trackio.sqlite_storage import SQLiteStorage
+        self.name = Path(run_dir).name
+        if fresh: SQLiteStorage.delete_run(self.project, self.name)   # rewritten from the log, like the others
+        with contextlib.redirect_stdout(io.StringIO()):   # trackio greets on stdout; keep the progress bar clean
+            self.run = trackio.init(project=self.project, name=self.name, embed=False, auto_log_cpu=False, auto_log_gpu=False)
+    def scalars(self, step, values: dict): self.run.log(values, step=step)
+    def text(self, step, tag, text): self.run.log({tag: text}, step=step)
+    def flush(self): pass
+    def close(self):
+        import contextlib, io
+        with contextlib.redirect_stdout(io.StringIO()): self.run.finish()
+
+_BACKENDS = {"tensorboard": _TensorBoard, "trackio": _Trackio, "wandb": _WandB}
 
 # %% ../nbs/17_interop.ipynb #f610fca5
 _SKIP = {"step", "phase", "ts"}
@@ -204,3 +222,15 @@ def tensorboard_scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     acc = EventAccumulator(str(Path(run_dir) / "tensorboard"), size_guidance={"scalars": 0}); acc.Reload()
     return {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]}
+
+# %% ../nbs/17_interop.ipynb #fa9d1da7
+def tracker_hint(run_dir) -> str:
+    "One line of HTML for the panel: how to open the trackers this run reports to (its config.yaml), or how to add one."
+    import yaml
+    run_dir = Path(run_dir); p = run_dir / "config.yaml"
+    names = check_report_to((yaml.safe_load(p.read_text()) or {}).get("report_to")) if p.is_file() else []
+    how = {"tensorboard": f"TensorBoard: <code>tensorboard --logdir {run_dir}</code>",
+           "trackio": "trackio: <code>trackio show --project toolrl_nb</code>",
+           "wandb": f"W&amp;B (offline): <code>wandb sync {run_dir}/wandb/offline-run-*</code>"}
+    if not names: return "Mirror a run to TensorBoard, trackio or W&amp;B: <code>report_to: [tensorboard]</code> in its config."
+    return "This run is mirrored. " + "; ".join(how[n] for n in names)

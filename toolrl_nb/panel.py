@@ -13,6 +13,7 @@ import polars as pl
 
 from .runlog import RunLog, reward_kl_chart, states_chart, probes_chart
 from .format import CONTROL_TOKENS
+from .interop import tracker_hint
 
 # %% auto #0
 __all__ = ['SIGNALS', 'ON_SPIKE', 'STATE_COLOURS', 'chart_svg', 'highlight_controls', 'actions_html', 'topk_chart', 'has_column',
@@ -175,6 +176,7 @@ class Panel:
                                *self.value_ws.values(), self.on_spike_w])
         # charts
         self.charts_w = W.HTML(value="<i>no steps yet</i>")
+        self.trackers_w = W.HTML(tracker_hint(self.log.path.parent), _dom_classes=["toolrl-trackers"])  # TensorBoard, trackio, W&B
         # token inspector
         self.insp_step = W.Dropdown(options=[], description="step", _dom_classes=["toolrl-insp-step"])
         self.insp_traj = W.Dropdown(options=[], description="trajectory", _dom_classes=["toolrl-insp-traj"])
@@ -197,7 +199,7 @@ class Panel:
         self.sql_out, self.sql_chart = W.HTML(), W.HTML()
         self.sql_btn.on_click(lambda _: self.run_sql())
         sql_box = W.VBox([self.sql_w, self.sql_btn, self.sql_chart, self.sql_out])
-        self.tabs = W.Tab(children=[self.charts_w, controls_box, inspector, sql_box])
+        self.tabs = W.Tab(children=[W.VBox([self.trackers_w, self.charts_w]), controls_box, inspector, sql_box])
         self.tabs.titles = ("Charts", "Signals & values", "Token inspector", "SQL")
         head = [W.HBox([self.start_btn, self.pause_btn, self.resume_btn, self.stop_btn])] if live else []
         self.widget = W.VBox(head + [W.HBox([self.step_w, self.phase_w, self.sps_w]), self.status_w, self.tabs])

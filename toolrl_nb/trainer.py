@@ -22,6 +22,7 @@ from .supervision import (SupervisionConfig, compose_groups, hint_mismatch, join
                                    select_failed_tasks, ets_examples, prs_examples)
 from .runlog import RunLog
 from .controls import Controls
+from .interop import check_report_to, TrackerMirror
 from .controller import ControllerConfig, StabilityController, StepView
 from .diagnostics import ProbeCollector, SpikeDetector, CollapseDetector, headline, state_frequencies
 from accelerate import Accelerator
@@ -88,6 +89,7 @@ class TrainConfig:
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     supervision: SupervisionConfig = field(default_factory=SupervisionConfig)  # OPS, HBG, joint loss, ETS/PRS rounds
     controller: ControllerConfig = field(default_factory=ControllerConfig)     # repair on demand (off by default)
+    report_to: list = field(default_factory=list)  # trackers mirroring the log (interop): "tensorboard", "trackio", "wandb"
 
     def __post_init__(self):
         check(self.steps >= 0, "steps", "must be >= 0")
@@ -96,6 +98,7 @@ class TrainConfig:
         check(self.micro_batch_size >= 1, "micro_batch_size", "must be >= 1")
         check(self.checkpoint_every >= 1, "checkpoint_every", "must be >= 1")
         check(self.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1")
+        check_report_to(self.report_to)
         sup = self.supervision
         check(sup.scheme != "sft_rl" or self.warmup_tasks > 0, "warmup_tasks", "must be > 0 for the sft_rl scheme")
         check(not sup.rounds or sum(sup.rounds) == self.steps, "supervision.rounds",
@@ -254,6 +257,13 @@ class Trainer:
                 self.run_dir.mkdir(parents=True, exist_ok=True)   # resume needs the anchor even if init_from is gone
                 torch.save(self.ref.state_dict(), self.run_dir / "reference.pt")
             self.log.log_run(self.run_dir.name, to_dict(cfg))
+        self.mirror = self._open_mirror()
+
+    def _open_mirror(self):
+        "The trackers of `report_to` (main process), rewritten from the log so that a resumed run repeats no point."
+        if not (self.main and self.cfg.report_to): return None
+        mirror = TrackerMirror(self.run_dir, self.cfg.report_to); mirror.sync(self.log)
+        return mirror
 
     @classmethod
     def resume(cls, run_dir, progress: bool = True) -> "Trainer":
@@ -479,6 +489,7 @@ class Trainer:
             bar.update(1); bar.set_postfix(reward=f"{row['reward_mean']:.2f}", kl=f"{row['kl']:.4f}", s_step=f"{row['t_total']:.1f}")
             if cfg.eval.every and self.rl_done % cfg.eval.every == 0 and self.rl_done < cfg.steps: self.evaluate(f"rl{self.rl_done}")
             if self.rl_done % cfg.checkpoint_every == 0 or self.rl_done == cfg.steps: self.checkpoint()
+            if self.mirror: self.mirror.sync(self.log)
         bar.close()
         if self.controls.stopped:
             if self.step > 0: self.checkpoint()
@@ -487,7 +498,8 @@ class Trainer:
         return self
 
     def close(self):
-        "Release the run log (its DuckDB connection closes with the last RunLog on the file). Idempotent."
+        "Bring the trackers up to date and release the run log (its DuckDB connection closes with the last RunLog on the file). Idempotent."
+        if self.mirror: self.mirror.sync(self.log); self.mirror.close(); self.mirror = None
         self.log.close()
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
