@@ -354,7 +354,7 @@ def _summary(updates: list[dict], batch: dict, zero: Tensor, parts: list, optimi
                n_tokens=int(sum(int(batch["loss_mask"][r.to(batch["loss_mask"].device)].sum()) for r in parts)),
                n_updates=sum(not u["skipped"] for u in updates), skipped=any(u["skipped"] for u in updates),
                adv_mean=float(adv.mean()), adv_abs_mean=float(adv.abs().mean()),
-               zero_adv_share=len(torch.unique(g[zero])) / len(torch.unique(g)), t_ref=sum(u["t_ref"] for u in updates))
+               zero_adv_share=len(torch.unique(g[zero.to(g.device)])) / len(torch.unique(g)), t_ref=sum(u["t_ref"] for u in updates))
     if extra is not None: out[f"{extra.name}_loss"] = mean(f"{extra.name}_loss")
     return out
 
