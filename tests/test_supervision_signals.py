@@ -4,11 +4,11 @@ import re
 import pytest, torch
 from toolrl_nb.fastlane import FastLaneEnv
 from toolrl_nb.format import parse_calls, render_chat
-from toolrl_nb.grpo import GRPOConfig, grpo_backward
+from toolrl_nb.grpo import GRPOConfig, grpo_backward, train_step
 from toolrl_nb.models import load_policy
 from toolrl_nb.rollout import RolloutConfig, collate
 from toolrl_nb.sft import collate_sft, gold_examples, sft_loss
-from toolrl_nb.supervision import (compose_groups, gold_trajectory, hint_mismatch, joint_backward, quote, reflect,
+from toolrl_nb.supervision import (compose_groups, gold_trajectory, hint_mismatch, joint_sft_term, quote, reflect,
                                    select_failed_tasks, prs_examples)
 
 
@@ -64,18 +64,25 @@ def test_hinted_behaviour_logps_come_from_the_hinted_context(tiny, env, groups):
 
 
 def test_joint_loss_is_sum_and_gradients_add(tiny, env, groups):
+    "One train_step with the joint SFT term moves the weights by exactly -(g_GRPO + λ g_SFT) under plain SGD."
     model, tok = tiny
-    batch, cfg, lam = collate(groups, tok.pad_token_id), GRPOConfig(kl_coef=0.0), 0.7
+    batch, cfg, lam = collate(groups, tok.pad_token_id), GRPOConfig(kl_coef=0.0, max_grad_norm=1e9), 0.7
     ex = gold_examples(tok, env, env.tasks("train")[:2], form="conversation")
     def grads():
         g = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]).clone()
         model.zero_grad(set_to_none=True); return g
     model.zero_grad(set_to_none=True)
-    st = joint_backward(model, batch, ex, cfg, lam, micro_batch_size=4, pad_id=tok.pad_token_id); gj = grads()
     rl = grpo_backward(model, batch, cfg, micro_batch_size=4); gr = grads()
     ls, _ = sft_loss(model, collate_sft(ex, tok.pad_token_id)); ls.backward(); gs = grads()
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    w0 = torch.cat([p.detach().flatten() for p in model.parameters()]).clone()
+    opt = torch.optim.SGD(model.parameters(), lr=1.0); sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    st = train_step(model, batch, opt, sched, cfg, micro_batch_size=4,
+                    extra=joint_sft_term(ex, lam, micro_batch_size=4, pad_id=tok.pad_token_id))
+    w1 = torch.cat([p.detach().flatten() for p in model.parameters()])
+    model.load_state_dict(saved); model.eval()
     assert abs(st["loss"] - (rl["loss"] + lam * float(ls))) < 1e-5
-    assert torch.allclose(gj, gr + lam * gs, atol=1e-6)
+    assert torch.allclose(w0 - w1, gr + lam * gs, atol=1e-6)
 
 
 def _rows():

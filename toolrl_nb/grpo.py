@@ -6,7 +6,9 @@
 from __future__ import annotations
 import math
 from collections import defaultdict
+import dataclasses, time
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -14,9 +16,12 @@ from torch import Tensor
 from torch.optim.lr_scheduler import LambdaLR
 from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
+from .config import check
+
 # %% auto #0
-__all__ = ['GRPOConfig', 'group_advantages', 'token_logps', 'k3_kl', 'grpo_loss', 'make_optimizer', 'grpo_backward', 'train_step',
-           'random_batch', 'logit_grad_split']
+__all__ = ['GRPOConfig', 'group_advantages', 'token_logps', 'k3_kl', 'grpo_loss', 'make_optimizer', 'global_count',
+           'grpo_backward', 'ExtraLoss', 'extra_backward', 'grpo_update', 'zero_advantage_rows', 'minibatch_rows',
+           'train_step', 'random_batch', 'logit_grad_split']
 
 # %% ../nbs/07_grpo.ipynb #4b860d6e
 @dataclass
@@ -37,6 +42,11 @@ class GRPOConfig:
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas (veRL default)
     kl_ratio_correction: bool = False   # multiply k3 by the (differentiable) ratio: TRL 1.16's default
                                         # `use_bias_correction_kl=True` (DeepSeek-V3.2); veRL/the paper: False
+    mini_batches: int = 1               # optimiser updates per RL step, each on a disjoint slice of the step's groups
+                                        # (the paper: 3, mini-batches of 20 of its 60 prompts; TRL `steps_per_generation`)
+    epochs: int = 1                     # passes over the mini-batches per RL step (PPO epochs; TRL `num_iterations`)
+    zero_advantage: str = "update"      # groups whose advantages are all 0: "update" (kept, as veRL: KL, weight decay and
+                                        # Adam momentum still move the weights) | "drop" (left out; nothing left: no step)
 
     def __post_init__(self):
         if self.loss_agg not in ("token-mean", "seq-mean-token-mean"):
@@ -44,6 +54,10 @@ class GRPOConfig:
         if self.dual_clip is not None and self.dual_clip <= 1.0:
             raise ValueError(f"GRPOConfig.dual_clip: must be > 1 (or None), got {self.dual_clip}")
         if self.temperature <= 0: raise ValueError(f"GRPOConfig.temperature: must be > 0, got {self.temperature}")
+        check(self.mini_batches >= 1, "grpo.mini_batches", f"must be >= 1, got {self.mini_batches}")
+        check(self.epochs >= 1, "grpo.epochs", f"must be >= 1, got {self.epochs}")
+        check(self.zero_advantage in ("update", "drop"), "grpo.zero_advantage",
+              f"must be 'update' or 'drop', got {self.zero_advantage!r}")
 
 # %% ../nbs/07_grpo.ipynb #3adfbbf9
 def group_advantages(
@@ -58,6 +72,9 @@ def group_advantages(
     n = torch.bincount(idx).to(r.dtype)                      # [n_groups] group sizes
     mean = torch.zeros_like(n).index_add_(0, idx, r) / n     # [n_groups]
     dev = r - mean[idx]                                      # [B]
+    hi = torch.zeros_like(n).scatter_reduce(0, idx, r, "amax", include_self=False)
+    lo = torch.zeros_like(n).scatter_reduce(0, idx, r, "amin", include_self=False)
+    dev = torch.where((hi == lo)[idx], 0.0, dev)             # a flat group is exactly 0, not round-off / (tiny std + eps)
     if not scale_by_std: return dev
     var = torch.zeros_like(n).index_add_(0, idx, dev**2) / (n - 1).clamp(min=1)  # unbiased
     return dev / (var.sqrt()[idx] + eps)
@@ -142,7 +159,8 @@ def grpo_loss(
     n = int(keep.sum())
     frac = lambda b: float(b[keep].float().mean()) if n else 0.0
     r = ratio.detach()[keep]
-    stats = dict(clip_frac=frac(clipped), dual_clip_frac=frac(dual), ratio_mean=float(r.mean()) if n else 1.0,
+    stats = dict(clip_frac=frac(clipped), clip_frac_low=frac(clipped & (ratio < 1)), clip_frac_high=frac(clipped & (ratio > 1)),
+                 dual_clip_frac=frac(dual), ratio_mean=float(r.mean()) if n else 1.0, ratio_min=float(r.min()) if n else 1.0,
                  ratio_max=float(r.max()) if n else 1.0, kl=kl_mean, pg_loss=float(pg_loss.detach()),
                  kl_loss=float(kl_loss.detach()), n_tokens=n)
     return loss, stats
@@ -158,6 +176,14 @@ def make_optimizer(
     return opt, LambdaLR(opt, lambda step: step / w if step < w else 1.0)
 
 # %% ../nbs/07_grpo.ipynb #d981c2df
+_TOKEN_STATS = ("clip_frac", "clip_frac_low", "clip_frac_high", "dual_clip_frac", "ratio_mean", "kl")  # token-weighted
+
+def global_count(n: float, accelerator=None) -> float:
+    "A loss normaliser's count over all processes divided by their number (DDP averages gradients), as TRL does."
+    if accelerator is None or accelerator.num_processes == 1: return float(n)
+    t = torch.tensor([float(n)], device=accelerator.device)
+    return float(accelerator.gather(t).sum()) / accelerator.num_processes
+
 def grpo_backward(
     model,                          # policy (train mode set by the caller)
     batch: dict,                    # input_ids, attention_mask, loss_mask, [behaviour_logps], rewards+group | advantages
@@ -166,7 +192,7 @@ def grpo_backward(
     micro_batch_size: int | None = None,  # trajectories per forward; None = whole batch
     accelerator=None,               # accelerate.Accelerator: its backward and process count
     on_logits=None,                 # optional probe: on_logits(slice, logits [b, T, V] detached, batch) per micro-batch
-) -> dict:                          # summed loss and token-weighted stats
+) -> dict:                          # summed loss, token-weighted stats, t_ref (seconds of reference forward)
     "Forward + backward over micro-batches, accumulating the gradient of the whole-batch GRPO loss."
     ids, am, lm = batch["input_ids"], batch["attention_mask"], batch["loss_mask"]
     B = ids.shape[0]
@@ -175,13 +201,10 @@ def grpo_backward(
     if adv is None: adv = group_advantages(batch["rewards"], batch["group"], cfg.scale_by_std, cfg.eps)
     adv = adv.to(ids.device)
     beh = batch.get("behaviour_logps")
-    n_total = lm.sum().float() if cfg.loss_agg == "token-mean" else torch.tensor(float(B))
-    if accelerator is not None and accelerator.num_processes > 1:
-        n_total = accelerator.gather(n_total.to(accelerator.device)[None]).sum() / accelerator.num_processes
-    n_total = float(n_total)
+    n_total = global_count(float(lm.sum()) if cfg.loss_agg == "token-mean" else float(B), accelerator)
     use_ref = ref_model is not None and cfg.kl_coef != 0
     probe_batch = {**batch, "advantages": adv} if on_logits is not None else None
-    tot = defaultdict(float); ratio_max = 0.0; ent_sum = 0.0
+    tot = defaultdict(float); ratio_max, ratio_min = 0.0, float("inf"); ent_sum, t_ref = 0.0, 0.0
     for s in range(0, B, mbs):
         sl = slice(s, s + mbs)
         if on_logits is None: logps, ent = token_logps(model, ids[sl], am[sl], cfg.temperature, return_entropy=True)
@@ -191,48 +214,187 @@ def grpo_backward(
             del logits
         ref = None
         if use_ref:
+            t = time.perf_counter()
             with torch.no_grad(): ref, _ = token_logps(ref_model, ids[sl], am[sl], cfg.temperature)
+            t_ref += time.perf_counter() - t
         b = logps.detach() if beh is None else beh[sl]
         loss, st = grpo_loss(logps, b, adv[sl], lm[sl], ref, cfg, n_total=n_total)
         accelerator.backward(loss) if accelerator is not None else loss.backward()
         n = st["n_tokens"]
         tot["loss"] += float(loss.detach()); tot["pg_loss"] += st["pg_loss"]; tot["kl_loss"] += st["kl_loss"]
-        for k in ("clip_frac", "dual_clip_frac", "ratio_mean", "kl"): tot[k] += st[k] * n
-        tot["n_tokens"] += n; ratio_max = max(ratio_max, st["ratio_max"])
+        for k in _TOKEN_STATS: tot[k] += st[k] * n
+        tot["n_tokens"] += n
+        if n: ratio_max, ratio_min = max(ratio_max, st["ratio_max"]), min(ratio_min, st["ratio_min"])
         ent_sum += float((ent * lm[sl]).sum())
     n = max(tot["n_tokens"], 1)
     out = dict(loss=tot["loss"], pg_loss=tot["pg_loss"], kl_loss=tot["kl_loss"], n_tokens=int(tot["n_tokens"]),
-               ratio_max=ratio_max, entropy=ent_sum / n)
-    for k in ("clip_frac", "dual_clip_frac", "ratio_mean", "kl"): out[k] = tot[k] / n
+               ratio_max=ratio_max if tot["n_tokens"] else 1.0, ratio_min=ratio_min if tot["n_tokens"] else 1.0,
+               entropy=ent_sum / n, t_ref=t_ref)
+    for k in _TOKEN_STATS: out[k] = tot[k] / n
     out["adv_mean"], out["adv_abs_mean"] = float(adv.float().mean()), float(adv.float().abs().mean())
     return out
 
-def train_step(
-    model,                          # policy
-    batch: dict,                    # see `grpo_backward`
-    optimizer,                      # from `make_optimizer`
-    scheduler,                      # from `make_optimizer`
-    cfg: GRPOConfig,
+
+# %% ../nbs/07_grpo.ipynb #f7bd5783
+@dataclass
+class ExtraLoss:
+    "An extra term of each update's loss, e.g. the joint SFT term of `supervision`: `weight * Σ_mb loss_fn(model, mb, n)`."
+    loss_fn: Callable          # loss_fn(model, micro_batch, n_total) -> scalar: the micro-batch's summed loss / n_total
+    micro_batches: list        # the term's data, cut into micro-batches (tensors on the model's device)
+    n_units: list              # each micro-batch's count in the normaliser (e.g. its target tokens)
+    weight: float = 1.0        # λ
+    name: str = "sft"          # its loss is reported as `{name}_loss`
+
+    def share(self, i: int, n: int) -> "ExtraLoss":
+        "The `i`-th of `n` near-equal contiguous shares of the micro-batches: one per update of an epoch."
+        k = len(self.micro_batches); lo, hi = i * k // n, (i + 1) * k // n
+        return dataclasses.replace(self, micro_batches=self.micro_batches[lo:hi], n_units=self.n_units[lo:hi])
+
+def extra_backward(model, extra: ExtraLoss, accelerator=None) -> dict:
+    "Accumulate the gradient of `extra.weight *` the term, normalised by its whole count (global over processes)."
+    n = global_count(sum(extra.n_units), accelerator)      # every process takes part, with or without data
+    total = 0.0
+    for mb in extra.micro_batches if extra.weight else []:
+        loss = extra.loss_fn(model, mb, max(n, 1.0))
+        w = extra.weight * loss
+        accelerator.backward(w) if accelerator is not None else w.backward()
+        total += float(loss.detach())
+    return {f"{extra.name}_loss": total}
+
+def grpo_update(
+    model, batch: dict, optimizer, cfg: GRPOConfig,
     ref_model=None,                 # frozen reference (cfg.kl_coef != 0)
     micro_batch_size: int | None = None,  # gradient accumulation over micro-batches of this many trajectories
     accelerator=None,               # accelerate.Accelerator, optional
     on_logits=None,                 # optional probe callback, see `grpo_backward`
-) -> dict:                          # stats: loss, grad_norm, lr, entropy, clip_frac, kl, ..., skipped
-    "One GRPO update: accumulate grads, clip, NaN/Inf guard, optimiser + scheduler step."
-    model.train()
+    extra: ExtraLoss | None = None, # optional extra loss term (e.g. λ·SFT), accumulated into the same gradient
+) -> dict:                          # this update's stats: loss, grad_norm, lr, clip fractions, ratios, ..., skipped
+    "One optimiser update: accumulate the GRPO gradient of `batch` (+ the extra term), clip, NaN/Inf guard, optimiser step."
     optimizer.zero_grad(set_to_none=True)
-    stats = grpo_backward(model, batch, cfg, ref_model, micro_batch_size, accelerator, on_logits)
+    if len(batch["input_ids"]): stats = grpo_backward(model, batch, cfg, ref_model, micro_batch_size, accelerator, on_logits)
+    else: stats = dict(loss=0.0, pg_loss=0.0, kl_loss=0.0, n_tokens=0, t_ref=0.0)   # the extra term alone
+    if extra is not None:
+        ex = extra_backward(model, extra, accelerator)
+        stats.update(ex); stats["loss"] += extra.weight * ex[f"{extra.name}_loss"]
     params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
     if accelerator is not None: gn = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
     else: gn = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-    gn = float(gn)
-    stats.update(grad_norm=gn, lr=optimizer.param_groups[0]["lr"], skipped=False)
-    if not (math.isfinite(stats["loss"]) and math.isfinite(gn)):
-        optimizer.zero_grad(set_to_none=True)
-        stats["skipped"] = True
+    stats.update(grad_norm=float(gn), lr=optimizer.param_groups[0]["lr"], skipped=False)
+    if not (math.isfinite(stats["loss"]) and math.isfinite(stats["grad_norm"])):
+        optimizer.zero_grad(set_to_none=True); stats["skipped"] = True
         return stats
-    optimizer.step(); scheduler.step(); optimizer.zero_grad(set_to_none=True)
+    optimizer.step(); optimizer.zero_grad(set_to_none=True)
     return stats
+
+# %% ../nbs/07_grpo.ipynb #dee2c694
+def zero_advantage_rows(
+    advantages: Tensor,        # [B] or [B, T]
+    group: Tensor,             # [B] group id per row
+    loss_mask: Tensor | None = None,  # [B, T]: only loss tokens count for per-token advantages
+) -> Tensor:                   # [B] bool
+    "Rows whose whole group has advantage exactly 0 (every reward equal: no learning signal)."
+    a = advantages.detach().abs().float()
+    if a.dim() == 2: a = (a * loss_mask if loss_mask is not None else a).amax(-1)
+    _, idx = torch.unique(group, return_inverse=True)
+    gmax = torch.zeros(int(idx.max()) + 1, dtype=a.dtype, device=a.device).scatter_reduce(0, idx.to(a.device), a, "amax")
+    return (gmax[idx.to(a.device)] == 0).cpu()
+
+def minibatch_rows(
+    group: Tensor,             # [B] group id per row
+    keep: Tensor,              # [B] bool: rows that take part in the update
+    n: int,                    # mini-batches wanted
+) -> list[Tensor]:             # up to n row-index tensors, disjoint, each whole groups (fewer when fewer groups)
+    "Row indices of the mini-batches: the kept groups, in order of appearance, cut into `n` near-equal runs."
+    rows = keep.nonzero()[:, 0].tolist()
+    g = group.tolist()
+    gs = list(dict.fromkeys(g[r] for r in rows))
+    n = min(n, len(gs))
+    chunks = [set(gs[i * len(gs) // n:(i + 1) * len(gs) // n]) for i in range(n)]
+    return [torch.tensor([r for r in rows if g[r] in c], dtype=torch.long) for c in chunks]
+
+# %% ../nbs/07_grpo.ipynb #f0b427a4
+def _take(batch: dict, rows: Tensor) -> dict:
+    "The sub-batch of `batch`'s rows `rows` (tensors with a batch dimension are indexed, the rest kept)."
+    B = batch["input_ids"].shape[0]
+    return {k: v[rows.to(v.device)] if torch.is_tensor(v) and v.dim() and v.shape[0] == B else v for k, v in batch.items()}
+
+def _rows_probe(on_logits, rows: Tensor, full: dict):
+    "`on_logits` for a sub-batch of `full`'s rows `rows`: called back with slices of `full` (runs of consecutive rows)."
+    def probe(sl, logits, _sub):
+        idx, start = rows[sl].tolist(), 0
+        for j in range(1, len(idx) + 1):
+            if j == len(idx) or idx[j] != idx[j - 1] + 1:
+                on_logits(slice(idx[start], idx[j - 1] + 1), logits[start:j], full); start = j
+    return probe
+
+@torch.no_grad()
+def _forward_logps(model, batch: dict, rows: Tensor, cfg: GRPOConfig, mbs: int | None, on_logits=None) -> Tensor:
+    "Log-probs [len(rows), T] of `batch`'s rows without gradient (fixed behaviour log-probs); logits to `on_logits`."
+    out, mbs = [], mbs or max(len(rows), 1)
+    probe = _rows_probe(on_logits, rows, batch) if on_logits is not None else None
+    for s in range(0, len(rows), mbs):
+        r = rows[s:s + mbs].to(batch["input_ids"].device)
+        lp, _, logits = token_logps(model, batch["input_ids"][r], batch["attention_mask"][r], cfg.temperature, return_logits=True)
+        if probe is not None: probe(slice(s, s + len(r)), logits, None)
+        out.append(lp * batch["loss_mask"][r]); del logits
+    return torch.cat(out) if out else batch["loss_mask"][:0].float()
+
+def _summary(updates: list[dict], batch: dict, zero: Tensor, parts: list, optimizer, extra) -> dict:
+    "The step's stats from its updates' stats (see above)."
+    ups = [u for u in updates if u.get("n_tokens") or extra is not None]
+    tok = sum(u["n_tokens"] for u in updates)
+    mean = lambda k: sum(u[k] for u in ups) / len(ups) if ups else None
+    wmean = lambda k: sum(u[k] * u["n_tokens"] for u in updates if u["n_tokens"]) / tok if tok else None
+    adv, g = batch["advantages"].float(), batch["group"]
+    out = dict(loss=mean("loss"), pg_loss=mean("pg_loss"), kl_loss=mean("kl_loss"), grad_norm=mean("grad_norm"),
+               **{k: wmean(k) for k in _TOKEN_STATS + ("entropy",)},
+               ratio_min=min((u["ratio_min"] for u in updates if u["n_tokens"]), default=None),
+               ratio_max=max((u["ratio_max"] for u in updates if u["n_tokens"]), default=None),
+               lr=updates[0]["lr"] if updates else optimizer.param_groups[0]["lr"],
+               n_tokens=int(sum(int(batch["loss_mask"][r.to(batch["loss_mask"].device)].sum()) for r in parts)),
+               n_updates=sum(not u["skipped"] for u in updates), skipped=any(u["skipped"] for u in updates),
+               adv_mean=float(adv.mean()), adv_abs_mean=float(adv.abs().mean()),
+               zero_adv_share=len(torch.unique(g[zero.to(g.device)])) / len(torch.unique(g)), t_ref=sum(u["t_ref"] for u in updates))
+    if extra is not None: out[f"{extra.name}_loss"] = mean(f"{extra.name}_loss")
+    return out
+
+def train_step(
+    model,                          # policy
+    batch: dict,                    # see `grpo_backward`; rows of a group are adjacent (the rollout's task-major order)
+    optimizer,                      # from `make_optimizer`
+    scheduler,                      # from `make_optimizer`
+    cfg: GRPOConfig,                # mini_batches, epochs, zero_advantage and the loss settings
+    ref_model=None,                 # frozen reference (cfg.kl_coef != 0)
+    micro_batch_size: int | None = None,  # gradient accumulation over micro-batches of this many trajectories
+    accelerator=None,               # accelerate.Accelerator, optional
+    on_logits=None,                 # optional probe callback, see `grpo_backward` (each row once per step)
+    extra: ExtraLoss | None = None, # optional extra loss term, e.g. the joint SFT term (see `supervision`)
+    on_update=None,                 # optional on_update(i, stats) after each optimiser update
+) -> dict:                          # the step's stats (see above); every key is a column of the steps table
+    "One RL step's updates: zero-advantage groups kept or dropped, `epochs` x `mini_batches` optimiser updates on whole groups, one scheduler step."
+    model.train()
+    adv = batch.get("advantages")
+    if adv is None: adv = group_advantages(batch["rewards"], batch["group"], cfg.scale_by_std, cfg.eps)
+    batch = {**batch, "advantages": adv.to(batch["input_ids"].device)}
+    zero = zero_advantage_rows(batch["advantages"], batch["group"], batch["loss_mask"])
+    drop = cfg.zero_advantage == "drop"
+    check(not drop or accelerator is None or accelerator.num_processes == 1, "grpo.zero_advantage",
+          "'drop' runs in a single process (processes would make different numbers of updates)")
+    parts = minibatch_rows(batch["group"], ~zero if drop else torch.ones_like(zero), cfg.mini_batches)
+    if not parts and extra is not None and extra.micro_batches: parts = [torch.zeros(0, dtype=torch.long)]
+    if len(parts) * cfg.epochs > 1 and batch.get("behaviour_logps") is None:   # fixed before the first update
+        batch["behaviour_logps"] = _forward_logps(model, batch, torch.arange(len(zero)), cfg, micro_batch_size)
+    if drop and on_logits is not None and zero.any():                           # probes see the dropped rows too
+        _forward_logps(model, batch, zero.nonzero()[:, 0], cfg, micro_batch_size, on_logits)
+    updates = []
+    for epoch in range(cfg.epochs):
+        for i, rows in enumerate(parts):
+            probe = _rows_probe(on_logits, rows, batch) if on_logits is not None and epoch == 0 else None
+            updates.append(grpo_update(model, _take(batch, rows), optimizer, cfg, ref_model, micro_batch_size, accelerator,
+                                       probe, extra.share(i, len(parts)) if extra is not None else None))
+            if on_update is not None: on_update(len(updates) - 1, updates[-1])
+    if any(not u["skipped"] for u in updates): scheduler.step()
+    return _summary(updates, batch, zero, parts, optimizer, extra)
 
 # %% ../nbs/07_grpo.ipynb #02ca4a2d
 def random_batch(B: int = 6, T: int = 12, vocab_size: int = 96, G: int = 3, seed: int = 0) -> dict:

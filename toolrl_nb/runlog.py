@@ -18,7 +18,8 @@ import pyarrow as pa
 import altair as alt
 
 # %% ../nbs/08_runlog.ipynb #b3b8418e
-SCHEMA_VERSION: int = 2  # bump when TABLES changes; files written by a newer version are refused
+SCHEMA_VERSION: int = 3  # bump when TABLES changes; files written by a newer version are refused
+                         # 3: steps gained the update statistics and per-phase times (older logs get them as NULL)
 
 _TS = "TIMESTAMP DEFAULT (current_timestamp AT TIME ZONE 'UTC')"  # UTC wall time of the insert
 _ENUM = lambda col, *vals: "VARCHAR CHECK ({} IN ({}))".format(col, ", ".join(f"'{v}'" for v in vals))
@@ -29,7 +30,13 @@ TABLES: dict[str, dict[str, str]] = {
                   kl_loss="DOUBLE", sft_loss="DOUBLE", reward_mean="DOUBLE", reward_std="DOUBLE", kl="DOUBLE",
                   entropy="DOUBLE", clip_frac="DOUBLE", grad_norm="DOUBLE", lr="DOUBLE", n_trajectories="INTEGER",
                   n_tokens="BIGINT", t_generate="DOUBLE", t_score="DOUBLE", t_train="DOUBLE", t_total="DOUBLE",
-                  skipped="BOOLEAN", ts=_TS),
+                  skipped="BOOLEAN", ts=_TS,
+                  # every statistic of `grpo.train_step` (v3): clipping, ratios, advantages, updates made
+                  clip_frac_low="DOUBLE", clip_frac_high="DOUBLE", dual_clip_frac="DOUBLE", ratio_mean="DOUBLE",
+                  ratio_min="DOUBLE", ratio_max="DOUBLE", adv_mean="DOUBLE", adv_abs_mean="DOUBLE",
+                  zero_adv_share="DOUBLE", n_updates="INTEGER",
+                  # per-phase seconds (v3): t_generate = t_sample + t_env + t_score; t_train = t_ref + t_update + probes' share
+                  t_sample="DOUBLE", t_env="DOUBLE", t_ref="DOUBLE", t_update="DOUBLE", t_probes="DOUBLE", t_log="DOUBLE"),
     "trajectories": dict(step="INTEGER", traj_id="VARCHAR", task_id="VARCHAR", category="VARCHAR",
                          group_idx="INTEGER", rollout_idx="INTEGER", kind=_ENUM("kind", "policy", "gold", "hint"),
                          reward="DOUBLE", passed="BOOLEAN", turn_results="JSON", first_failed_turn="INTEGER",
@@ -203,6 +210,8 @@ class RunLog:
                     for c, typ in cols.items():
                         if "CHECK" not in typ: self._exec(f'ALTER TABLE "{t}" ADD COLUMN IF NOT EXISTS "{c}" {typ}')
                 if found is None: self._exec("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+                elif found < SCHEMA_VERSION:   # its tables now have every column of this version
+                    self._exec("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
                 self._exec("COMMIT")
             except BaseException:
                 self._exec("ROLLBACK"); raise

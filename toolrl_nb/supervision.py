@@ -14,13 +14,13 @@ from .config import check
 from .envs import Env, Task, Score
 from .format import ToolCall, classify_action, parse_calls, render_call, render_chat
 from .rollout import IM_END, ActionRecord, RolloutConfig, Trajectory, observation_text, rollout, collate
-from .grpo import GRPOConfig, grpo_backward, token_logps
+from .grpo import ExtraLoss, GRPOConfig, token_logps
 from .sft import SFTConfig, SFTExample, DEFAULT_SYSTEM, gold_examples, text_pair_example, collate_sft, sft_loss
 
 # %% auto #0
 __all__ = ['SCHEMES', 'Judge', 'SupervisionConfig', 'gold_trajectory', 'gold_behaviour_logps', 'compose_groups', 'hint_mismatch',
-           'joint_backward', 'joint_train_step', 'select_failed_tasks', 'ets_examples', 'gold_turn_calls', 'quote',
-           'reflect', 'analysis_prompt', 'llm_judge', 'prs_examples']
+           'joint_sft_term', 'select_failed_tasks', 'ets_examples', 'gold_turn_calls', 'quote', 'reflect',
+           'analysis_prompt', 'llm_judge', 'prs_examples']
 
 # %% ../nbs/13_supervision.ipynb #0ffc5c0e
 SCHEMES = ("rl", "sft_rl", "sync", "interleaved")
@@ -155,38 +155,18 @@ def hint_mismatch(model, trajs: list[Trajectory], temperature: float = 1.0, pad_
     return float(d.mean()) if d.numel() else 0.0, int(m.sum())
 
 # %% ../nbs/13_supervision.ipynb #0f4a9288
-def joint_backward(model, batch: dict, sft_examples: list[SFTExample], cfg: GRPOConfig,
-                   sft_weight: float = 1.0,        # λ
-                   ref_model=None, micro_batch_size: int | None = None, on_logits=None,
-                   pad_id: int = 0,                # padding filler of the SFT batch
-                  ) -> dict:                       # grpo_backward's stats + sft_loss, grpo_loss; loss = grpo + λ sft
-    "Accumulate the gradient of `L_GRPO + sft_weight * L_SFT` (micro-batched)."
-    st = grpo_backward(model, batch, cfg, ref_model, micro_batch_size, None, on_logits)
-    n_tok = sum(e.n_targets for e in sft_examples)
-    sft, dev, mbs = 0.0, next(model.parameters()).device, micro_batch_size or max(len(sft_examples), 1)
-    if n_tok and sft_weight:
-        for s in range(0, len(sft_examples), mbs):
-            b = {k: v.to(dev) for k, v in collate_sft(sft_examples[s:s + mbs], pad_id).items()}
-            loss, _ = sft_loss(model, b, n_tokens=n_tok)
-            (sft_weight * loss).backward()
-            sft += float(loss.detach())
-    st.update(grpo_loss=st["loss"], sft_loss=sft, loss=st["loss"] + sft_weight * sft)
-    return st
-
-def joint_train_step(model, batch: dict, sft_examples: list[SFTExample], optimizer, scheduler, cfg: GRPOConfig,
-                     sft_weight: float = 1.0, ref_model=None, micro_batch_size: int | None = None, on_logits=None,
-                     pad_id: int = 0) -> dict:
-    "One update on the joint loss: accumulate, clip, NaN/Inf guard, optimiser + scheduler step (as `grpo.train_step`)."
-    import math
-    model.train(); optimizer.zero_grad(set_to_none=True)
-    stats = joint_backward(model, batch, sft_examples, cfg, sft_weight, ref_model, micro_batch_size, on_logits, pad_id)
-    params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-    gn = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
-    stats.update(grad_norm=gn, lr=optimizer.param_groups[0]["lr"], skipped=False)
-    if not (math.isfinite(stats["loss"]) and math.isfinite(gn)):
-        optimizer.zero_grad(set_to_none=True); stats["skipped"] = True; return stats
-    optimizer.step(); scheduler.step(); optimizer.zero_grad(set_to_none=True)
-    return stats
+def joint_sft_term(sft_examples: list[SFTExample],       # the step's gold SFT examples (e.g. conversations)
+                   sft_weight: float = 1.0,              # λ
+                   micro_batch_size: int | None = None,  # examples per forward (None: all at once)
+                   pad_id: int = 0,                      # padding filler of the SFT batches
+                   device=None,                          # the model's device
+                  ) -> ExtraLoss:                        # `grpo.train_step(..., extra=...)` adds it to the update
+    "The joint loss's `λ·L_SFT` (token-mean NLL over all target tokens) as an extra term of `grpo.train_step`."
+    mbs = micro_batch_size or max(len(sft_examples), 1)
+    chunks = [sft_examples[s:s + mbs] for s in range(0, len(sft_examples), mbs)]
+    batches = [{k: v.to(device) for k, v in collate_sft(c, pad_id).items()} for c in chunks]
+    return ExtraLoss(lambda model, b, n: sft_loss(model, b, n_tokens=n)[0], batches,
+                     [sum(e.n_targets for e in c) for c in chunks], sft_weight, "sft")
 
 # %% ../nbs/13_supervision.ipynb #9b8eeac8
 def _failed(r: dict) -> bool: return (not r["passed"]) if r.get("passed") is not None else r["reward"] <= 0

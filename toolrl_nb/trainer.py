@@ -15,10 +15,10 @@ from tqdm.auto import tqdm
 from .envs import EnvLimits
 from .config import check, from_dict, to_dict, save_config, load_config, ConfigError
 from .models import ModelConfig, load_policy, reference_policy, AdapterDisabledReference
-from .grpo import GRPOConfig, make_optimizer, train_step
+from .grpo import GRPOConfig, group_advantages, make_optimizer, train_step
 from .rollout import RolloutConfig, rollout, collate
 from .sft import SFTConfig, sft_train, gold_conversations, conversation_example, gold_examples, warmup_conversations
-from .supervision import (SupervisionConfig, compose_groups, hint_mismatch, joint_train_step,
+from .supervision import (SupervisionConfig, compose_groups, hint_mismatch, joint_sft_term,
                                    select_failed_tasks, ets_examples, prs_examples)
 from .runlog import RunLog
 from .controls import Controls
@@ -30,7 +30,7 @@ from accelerate.utils import gather_object
 
 # %% auto #0
 __all__ = ['ENVS', 'EnvConfig', 'EvalConfig', 'DiagnosticsConfig', 'TrainConfig', 'make_env', 'trainable_state', 'checkpoints',
-           'save_checkpoint', 'init_checkpoint', 'load_weights', 'evaluate', 'trajectory_rows', 'Trainer']
+           'save_checkpoint', 'init_checkpoint', 'load_weights', 'evaluate', 'trajectory_rows', 'TimedEnv', 'Trainer']
 
 # %% ../nbs/10_trainer.ipynb #41659bb6
 ENVS = {"fastlane": "toolrl_nb.fastlane:FastLaneEnv", "bfcl": "toolrl_nb.bfcl:BfclEnv"}
@@ -200,6 +200,23 @@ def trajectory_rows(step: int, trajs, offset: int = 0) -> tuple[list[dict], list
                            truncated=bool(a.truncated)))
     return tr, ac
 
+# %% ../nbs/10_trainer.ipynb #66752fe7
+class _TimedEpisode:
+    def __init__(self, ep, times: dict): self._ep, self._times = ep, times
+    def _timed(self, key: str, f, *args):
+        t = time.perf_counter()
+        try: return f(*args)
+        finally: self._times[key] = self._times.get(key, 0.0) + time.perf_counter() - t
+    def step(self, text: str): return self._timed("t_env", self._ep.step, text)
+    def score(self): return self._timed("t_score", self._ep.score)
+    def __getattr__(self, name): return getattr(self._ep, name)
+
+class TimedEnv:
+    "An environment whose episodes add the seconds of their `step` (`t_env`) and `score` (`t_score`) calls to `times`."
+    def __init__(self, env, times: dict): self.env, self.times = env, times
+    def reset(self, task, *args, **kw): return _TimedEpisode(self.env.reset(task, *args, **kw), self.times)
+    def __getattr__(self, name): return getattr(self.env, name)
+
 # %% ../nbs/10_trainer.ipynb #6a13e1aa
 class _NoLog:
     "The run log of a non-main process: every write is dropped."
@@ -232,6 +249,7 @@ class Trainer:
               f"must be a multiple of the number of processes ({self.world}) so every process gets the same work")
         check(not sup.rounds or self.world == 1, "supervision.rounds", "interleaved rounds run in a single process")
         check(not cfg.controller.sft_on_demand or self.world == 1, "controller.sft_on_demand", "SFT rounds run in a single process")
+        check(cfg.grpo.zero_advantage != "drop" or self.world == 1, "grpo.zero_advantage", "'drop' runs in a single process")
         self.pad_id = self.tok.pad_token_id
         self.ref = reference_policy(self.model) if cfg.grpo.kl_coef else None
         self.env = make_env(cfg.env)
@@ -387,50 +405,69 @@ class Trainer:
         return rng.sample(self.train_tasks, min(self.cfg.tasks_per_step, len(self.train_tasks)))
 
     def rl_step(self) -> dict:
-        "Roll out, update, log. Returns the step's stats."
-        cfg, step = self.cfg, self.step
-        t0 = time.perf_counter()
-        temperature = self.controls.value("temperature", cfg.rollout.temperature)
+        "One GRPO step, as a story: roll out → collate → advantages → update → log. Returns the step's row."
+        step, times, t0 = self.step, {}, time.perf_counter()
+        temperature = self.controls.value("temperature", self.cfg.rollout.temperature)
+        gcfg = dataclasses.replace(self.cfg.grpo, temperature=temperature)  # the update scores tokens as they were sampled
+        tasks = self.sample_tasks(step)[self.rank::self.world]           # this process's share of the step's tasks
+        trajs = self.roll_out(step, tasks, temperature, times)           # G per task: OPS gold, HBG hinted, plain samples
+        batch = collate(trajs, self.pad_id)                               # one right-padded batch, explicit masks
+        batch["advantages"] = group_advantages(batch["rewards"], batch["group"], gcfg.scale_by_std, gcfg.eps)
+        stats = self.update(batch, tasks, gcfg, times)                    # mini-batches of groups (+ λ·SFT when joint is on)
+        row = self.log_step(step, tasks, trajs, stats, times, t0)         # trajectories, probes, detectors, then the step row
+        self.step += 1; self.rl_done += 1
+        return row
+
+    def roll_out(self, step: int, tasks: list, temperature: float, times: dict) -> list:
+        "The step's groups: `ops_k` gold + `hbg_h` hinted + plain samples per task; times sampling, environment, scoring."
+        cfg, sup, sig = self.cfg, self.cfg.supervision, self.controls.signal
         rcfg = dataclasses.replace(cfg.rollout, seed=cfg.seed * 1_000_003 + step, temperature=temperature)
-        gcfg = dataclasses.replace(cfg.grpo, temperature=temperature)   # the update scores tokens as they were sampled
-        tasks = self.sample_tasks(step)[self.rank::self.world]     # this process's share of the step's tasks
-        sup, sig = cfg.supervision, self.controls.signal
         ops_k, hbg_h = sup.ops_k if sig("ops") else 0, sup.hbg_h if sig("hbg") else 0
+        t = time.perf_counter()
         self.policy.eval()
-        with torch.no_grad():   # groups: ops_k gold (OPS) + hbg_h hinted (HBG) + plain samples
-            trajs = compose_groups(self.policy, self.tok, self.env, tasks, rcfg, cfg.env.fmt, ops_k, hbg_h,
+        with torch.no_grad():
+            trajs = compose_groups(self.policy, self.tok, TimedEnv(self.env, times), tasks, rcfg, cfg.env.fmt, ops_k, hbg_h,
                                    sup.ops_treatment, sup.ops_gamma)
+        times["t_generate"] = time.perf_counter() - t
+        times["t_sample"] = times["t_generate"] - times.setdefault("t_env", 0.0) - times.setdefault("t_score", 0.0)
         if hbg_h:
             mm, n = hint_mismatch(self.policy, trajs, temperature, self.pad_id)
             self.log.event(step, "hbg_mismatch", f"mean |logp(hint) - logp(no hint)| = {mm:.4f} over {n} tokens", value=mm, n_tokens=n)
         if sig("prs"):
             self.prs_pool = [(s, t) for s, t in self.prs_pool if s > step - sup.ets_window]
             self.prs_pool += [(step, t) for t in trajs if t.rollout == 1 and t.kind != "gold"]
-        t1 = time.perf_counter()
-        batch = collate(trajs, self.pad_id)
-        if sig("joint"):        # L_GRPO + λ L_SFT on the gold conversations of this step's tasks, one update
+        return trajs
+
+    def update(self, batch: dict, tasks: list, gcfg: GRPOConfig, times: dict) -> dict:
+        "The step's GRPO updates (`grpo.train_step`), plus λ·SFT on the step's gold conversations when `joint` is on."
+        cfg, extra = self.cfg, None
+        if self.controls.signal("joint"):
             gold = [e for t in tasks for e in self._gold_sft.setdefault(t.id, gold_examples(
                 self.tok, self.env, [t], "conversation", cfg.env.fmt, cfg.warmup.max_len))]
-            lam = self.controls.value("sft_weight", sup.sft_weight)
-            stats = joint_train_step(self.model, batch, gold, self.optimizer, self.scheduler, gcfg, lam,
-                                     self.ref, cfg.micro_batch_size, self.collector, self.pad_id)
-        else:
-            stats = train_step(self.model, batch, self.optimizer, self.scheduler, gcfg, ref_model=self.ref,
-                               micro_batch_size=cfg.micro_batch_size, accelerator=self.acc if self.world > 1 else None,
-                               on_logits=self.collector)
-        t2 = time.perf_counter()
+            extra = joint_sft_term(gold, self.controls.value("sft_weight", cfg.supervision.sft_weight), cfg.micro_batch_size,
+                                   self.pad_id, next(self.policy.parameters()).device)
+        probe_s, t = self._probe_seconds(), time.perf_counter()
+        stats = train_step(self.model, batch, self.optimizer, self.scheduler, gcfg, ref_model=self.ref,
+                           micro_batch_size=cfg.micro_batch_size, accelerator=self.acc if self.world > 1 else None,
+                           on_logits=self.collector, extra=extra)
+        times["t_train"] = time.perf_counter() - t
+        times["t_probes"] = self._probe_seconds() - probe_s
+        times["t_update"] = times["t_train"] - stats["t_ref"] - times["t_probes"]
+        return stats
+
+    def _probe_seconds(self) -> float: return self.collector.seconds if self.collector else 0.0
+
+    def log_step(self, step: int, tasks: list, trajs: list, stats: dict, times: dict, t0: float) -> dict:
+        "Log trajectories, actions and probes, run the detectors and the controller, then write the step row: every update statistic and the per-phase times."
+        t, probe_s = time.perf_counter(), self._probe_seconds()
         tr, ac = trajectory_rows(step, trajs, offset=self.rank * len(tasks))
         # probes of the main process's trajectories (with several processes: a sample of the step)
         probe_tables = self.collector.rows(step, traj_ids=[r["traj_id"] for r in tr]) if self.collector else {}
         if self.world > 1: tr, ac = gather_object(tr), gather_object(ac)
         rewards = torch.tensor([t["reward"] for t in tr], dtype=torch.float64)
-        row = dict(step=step, phase="rl", loss=stats["loss"], pg_loss=stats["pg_loss"], kl_loss=stats["kl_loss"],
-                   sft_loss=stats.get("sft_loss"),
-                   reward_mean=float(rewards.mean()), reward_std=float(rewards.std()) if len(rewards) > 1 else 0.0,
-                   kl=stats["kl"], entropy=stats["entropy"], clip_frac=stats["clip_frac"], grad_norm=stats["grad_norm"],
-                   lr=stats["lr"], n_trajectories=len(tr), n_tokens=stats["n_tokens"], t_generate=t1 - t0,
-                   t_score=0.0, t_train=t2 - t1, t_total=t2 - t0, skipped=stats["skipped"])
-        self.log.log("steps", [row]); self.log.log("trajectories", tr); self.log.log("actions", ac)
+        row = dict(step=step, phase="rl", reward_mean=float(rewards.mean()), n_trajectories=len(tr),
+                   reward_std=float(rewards.std()) if len(rewards) > 1 else 0.0, **stats, **times)
+        self.log.log("trajectories", tr); self.log.log("actions", ac)
         for table, rows in probe_tables.items(): self.log.log(table, rows)
         if self.main:
             shares = state_frequencies(a["state"] for a in ac)
@@ -439,7 +476,11 @@ class Trainer:
                                                        shares, row["reward_mean"]))
         if stats["skipped"]:
             self.log.event(step, "nan", f"non-finite loss or gradient (loss={stats['loss']}, grad_norm={stats['grad_norm']}): update skipped")
-        self.step += 1; self.rl_done += 1
+        rows_s = self._probe_seconds() - probe_s
+        row["t_probes"] += rows_s
+        row["t_log"] = time.perf_counter() - t - rows_s
+        row["t_total"] = time.perf_counter() - t0
+        self.log.log("steps", [row])
         return row
 
     def _spike(self, step: int, key: str, value: float, replay: bool = False) -> bool:
@@ -486,7 +527,7 @@ class Trainer:
         while self.rl_done < cfg.steps and self.safe_point():
             if self.round_due(): self.sft_round(); continue     # interleaved scheme: SFT between RL rounds
             row = self.rl_step()
-            bar.update(1); bar.set_postfix(reward=f"{row['reward_mean']:.2f}", kl=f"{row['kl']:.4f}", s_step=f"{row['t_total']:.1f}")
+            bar.update(1); bar.set_postfix(reward=f"{row['reward_mean']:.2f}", kl=f"{row['kl'] or 0.0:.4f}", s_step=f"{row['t_total']:.1f}")
             if cfg.eval.every and self.rl_done % cfg.eval.every == 0 and self.rl_done < cfg.steps: self.evaluate(f"rl{self.rl_done}")
             if self.rl_done % cfg.checkpoint_every == 0 or self.rl_done == cfg.steps: self.checkpoint()
             if self.mirror: self.mirror.sync(self.log)
