@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest, torch
 
 from toolrl_nb.config import ConfigError, from_dict, load_config, to_dict
-from toolrl_nb.models import TAGS_FILE, load_policy
+from toolrl_nb.models import TAGS_FILE, ModelConfig, load_policy
 from toolrl_nb.trainer import TrainConfig, Trainer, checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,3 +68,28 @@ def test_old_checkpoint_is_five_piece(tmp_path):
         Trainer(_cfg(tmp_path / "new", init_from=str(ckpt)), progress=False)
     with Trainer(_cfg(tmp_path / "new5", init_from=str(ckpt), model=dict(single_token_tags=False)), progress=False) as tr:
         assert len(_ids(tr.tok, "<tool_call>")) == 5
+
+
+def test_parser_classifier_probes_sft_in_both_forms():
+    "The same action text parses, classifies and is probed alike with five-piece and single-token tags (tiny-random)."
+    from toolrl_nb.diagnostics import ProbeVocab, hand_sequence, probe_positions
+    from toolrl_nb.fastlane import FastLaneEnv
+    from toolrl_nb.format import State, classify_action, parse_calls
+    from toolrl_nb.sft import conversation_example, gold_conversations
+    env = FastLaneEnv(seed=0, n_tasks=10, n_turns=(1, 1), calls_per_turn=(1, 1))
+    conv = gold_conversations(env, env.tasks("train")[:1])[0]
+    action = '<tool_call>\n{"name": "ls", "arguments": {}}\n</tool_call><|im_end|>'
+    for single in (False, True):
+        _, tok = load_policy(ModelConfig(name="tiny-random", single_token_tags=single))
+        ids, mask = hand_sequence(tok, [("<|im_start|>assistant\n", 0), (action, 1)])
+        text = tok.decode([i for i, m in zip(ids, mask) if m], skip_special_tokens=False)
+        assert text == action and parse_calls(text).ok and classify_action(text) == State.HEALTHY_CALL
+        v = ProbeVocab(tok)
+        assert len(v.tool_call) == (1 if single else 5)
+        rp = probe_positions(ids, mask, v)
+        assert len(rp.tag_sequence) == 1 and len(rp.after_tool_call) == 1    # found the tag, read after "<tool_call>\n"
+        assert ids[rp.after_tool_call[0][1]] == v.json_open
+        ex = conversation_example(tok, conv)
+        target = tok.decode([i for i, m in zip(ex.input_ids, ex.loss_mask) if m], skip_special_tokens=False)
+        assert "<tool_call>" in target and "</tool_call>" in target          # the gold SFT targets keep the tags
+        assert (v.tool_call[0] in ex.input_ids) and (single == (len(tok) > 49152))

@@ -413,6 +413,7 @@ def _bank_kind(msgs: list[dict], k: int) -> str:
     return "after_response" if msgs[idx - 1]["role"] == "tool" else "action_start"
 
 def bank_contexts(tokenizer, env, tasks, n: int = 32, fmt: str = "json", max_len: int = 4096,
+                  strict: bool = True,  # raise when the tasks give fewer than `n` contexts (else return what there is)
                  ) -> tuple[list[list[int]], list[BankContext]]:
     "Rows (gold conversations of `tasks`) and >= `n` contexts, about n/4 of each kind, in task order."
     from toolrl_nb.sft import gold_trajectories, conversation_example
@@ -435,7 +436,7 @@ def bank_contexts(tokenizer, env, tasks, n: int = 32, fmt: str = "json", max_len
             count[k] += 1
             ctxs.append(BankContext(len(ctxs), k, task.id, len(rows), p, ids[p + 1]))
         rows.append(ids)
-    if len(ctxs) < n: raise ValueError(f"only {len(ctxs)} bank contexts from {len(tasks)} tasks, need {n}: pass more tasks")
+    if strict and len(ctxs) < n: raise ValueError(f"only {len(ctxs)} bank contexts from {len(tasks)} tasks, need {n}: pass more tasks")
     return rows, ctxs
 
 
@@ -452,9 +453,9 @@ class ProbeBank:
                           for kind in BANK_KINDS for tok, d in BANK_WATCH.items()}   # warmup=1: the pre-RL reading
 
     @classmethod
-    def build(cls, tokenizer, env, tasks, n: int = 32, fmt: str = "json", **kw) -> "ProbeBank":
+    def build(cls, tokenizer, env, tasks, n: int = 32, fmt: str = "json", strict: bool = True, **kw) -> "ProbeBank":
         "The bank of `n` contexts from the gold of `tasks` (held-out tasks: the eval split)."
-        return cls(tokenizer, *bank_contexts(tokenizer, env, tasks, n, fmt), **kw)
+        return cls(tokenizer, *bank_contexts(tokenizer, env, tasks, n, fmt, strict=strict), **kw)
 
     @torch.no_grad()
     def read(self, model, step: int, rl_step: int) -> list[dict]:

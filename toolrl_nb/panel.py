@@ -11,7 +11,7 @@ import altair as alt
 import ipywidgets as W
 import polars as pl
 
-from .runlog import RunLog, reward_kl_chart, states_chart, probes_chart
+from .runlog import RunLog, reward_kl_chart, states_chart, probes_chart, bank_chart, bank_series
 from .format import CONTROL_TOKENS
 
 # %% auto #0
@@ -354,10 +354,11 @@ class Panel:
             else: self._pause_mark = self._count("events"); c.pause(reason=why)
 
     def render_charts(self) -> str:
-        "Reward/KL, structural-state shares and probes (with spike/collapse markers) as inline SVG."
+        "Reward/KL, structural-state shares, probes (with spike/collapse markers) and the probe bank as inline SVG."
         out = []
-        for f in (reward_chart, states_chart, probes_chart):
-            try: out.append(chart_svg(f(self.log, width=380, height=110)))
+        bank = (bank_chart,) if bank_series(self.log).height else ()     # runs with a probe bank (schema >= 3)
+        for f in (reward_chart, states_chart, probes_chart) + bank:
+            try: out.append(chart_svg(f(self.log, **(dict(width=170, height=80) if f is bank_chart else dict(width=380, height=110)))))
             except Exception as e: out.append(f"<pre>{html.escape(f.__name__)}: {html.escape(str(e)[:300])}</pre>")
         return "<div style='display:flex;flex-wrap:wrap;gap:8px'>" + "".join(f"<div>{s}</div>" for s in out) + "</div>"
 

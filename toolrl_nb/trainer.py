@@ -506,11 +506,12 @@ class Trainer:
     def __exit__(self, *exc): self.close()
 
 # %% ../nbs/10_trainer.ipynb #291e428b
-def make_bank(tr) -> ProbeBank:
-    "The run's probe bank: `diagnostics.bank_contexts` contexts from the eval split's gold."
+def make_bank(tr) -> ProbeBank | None:
+    "The run's probe bank: `diagnostics.bank_contexts` contexts from the eval split's gold (fewer in a tiny env; None if none)."
     d = tr.cfg.diagnostics
-    return ProbeBank.build(tr.tok, tr.env, tr.env.tasks(tr.cfg.env.eval_split), n=d.bank_contexts, fmt=tr.cfg.env.fmt,
-                           topk=d.topk, window=d.spike_window, z=d.spike_z, min_abs=d.spike_min_abs)
+    bank = ProbeBank.build(tr.tok, tr.env, tr.env.tasks(tr.cfg.env.eval_split), n=d.bank_contexts, fmt=tr.cfg.env.fmt,
+                           strict=False, topk=d.topk, window=d.spike_window, z=d.spike_z, min_abs=d.spike_min_abs)
+    return bank if bank.contexts else None
 
 def read_bank(tr):
     "Teacher-force the bank after the last step done, log its rows, feed its detectors (main process)."
