@@ -90,12 +90,12 @@ def test_tiny_random_is_deterministic():
     la, lb, lc = _logits(a, tok), _logits(b, tok), _logits(c, tok)
     assert torch.equal(la, lb) and not torch.allclose(la, lc)
     assert la.shape[-1] == len(tok) == 49152
-    p, _ = load_policy(ModelConfig(name="tiny-random", seed=0))
+    p, _ = load_policy(ModelConfig(name="tiny-random", seed=0, single_token_tags=False))   # five-piece: same vocabulary
     assert torch.equal(_logits(p, tok), la)
 
 
 def test_local_checkpoint_roundtrip(tmp_path):
     model, tok = tiny_random(3); model.save_pretrained(tmp_path)     # no tokenizer saved: SmolLM2's is used
-    loaded, tok2 = load_policy(ModelConfig(name=str(tmp_path), device="cpu"))
+    loaded, tok2 = load_policy(ModelConfig(name=str(tmp_path), device="cpu", single_token_tags=False))
     assert loaded.dtype == torch.float32 and torch.equal(_logits(loaded, tok2), _logits(model, tok))
     assert tok2.chat_template == models.chat_template()

@@ -56,8 +56,9 @@ def report(run_dir, charts: bool = True) -> dict:
                           "FROM evaluations ORDER BY step, category")
         states = log.query("SELECT state, count(*) AS n FROM actions GROUP BY state ORDER BY n DESC")
         note = " (a read-only copy: the log is open for writing in another process)" if log.snapshot else ""
-        print(f"run {run_dir}{note}\n{steps}\n{evals}\n{states}")
-        out = dict(steps=steps, evaluations=evals, states=states)
+        lead = log.query("SELECT message FROM events WHERE kind = 'lead_time' ORDER BY step DESC LIMIT 1")["message"].to_list()
+        print(f"run {run_dir}{note}\n{steps}\n{evals}\n{states}" + (f"\nlead time: {lead[0]}" if lead else ""))
+        out = dict(steps=steps, evaluations=evals, states=states, lead_time=lead[0] if lead else None)
         if charts and len(log.query("SELECT 1 FROM steps WHERE phase = 'rl' LIMIT 1")):
             out["reward_png"] = save_chart(reward_kl_chart(log), run_dir / "reward_kl.png")
             out["states_png"] = save_chart(states_chart(log), run_dir / "states.png")

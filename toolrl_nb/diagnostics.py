@@ -15,10 +15,11 @@ from .format import CONTROL_TOKENS, State, tag_token_ids
 from .grpo import group_advantages, logit_grad_split
 
 # %% auto #0
-__all__ = ['JSON_OPEN', 'IM_END', 'TOOL_CALL_0', 'TOOL_CALL', 'OTHER', 'MAX_CONTROL', 'PROBES', 'STATES', 'ProbeVocab',
-           'sampled_spans', 'RowProbes', 'probe_positions', 'hand_sequence', 'position_table', 'ProbeCollector',
-           'headline', 'logits_with', 'probe_step', 'SpikeDetector', 'detect_spikes', 'RewardDrop', 'CollapseDetector',
-           'lead_time', 'state_frequencies', 'state_frequencies_by_step', 'benchmark_batch', 'time_overhead']
+__all__ = ['JSON_OPEN', 'IM_END', 'TOOL_CALL_0', 'TOOL_CALL', 'OTHER', 'MAX_CONTROL', 'PROBES', 'BANK_KINDS', 'BANK_TOKENS',
+           'BANK_WATCH', 'STATES', 'ProbeVocab', 'sampled_spans', 'RowProbes', 'probe_positions', 'hand_sequence',
+           'position_table', 'ProbeCollector', 'headline', 'logits_with', 'probe_step', 'SpikeDetector',
+           'detect_spikes', 'RewardDrop', 'CollapseDetector', 'lead_time', 'BankContext', 'bank_contexts', 'ProbeBank',
+           'signed_lead_time', 'state_frequencies', 'state_frequencies_by_step', 'benchmark_batch', 'time_overhead']
 
 # %% ../nbs/11_diagnostics.ipynb #3c4fd682
 JSON_OPEN, IM_END, TOOL_CALL_0, TOOL_CALL, OTHER, MAX_CONTROL = '{"', "<|im_end|>", "<tool_call>[0]", "<tool_call>", "other", "max_control"
@@ -394,6 +395,117 @@ def lead_time(spike_steps: list[int],   # steps where a probe spiked
     if collapse_step is None: return None
     ok = [s for s in spike_steps if s <= collapse_step and (horizon is None or collapse_step - s <= horizon)]
     return collapse_step - min(ok) if ok else None
+
+# %% ../nbs/11_diagnostics.ipynb #70ebb243
+BANK_KINDS = ("action_start", "after_open", "after_response", "after_call")   # where a bank context sits
+BANK_TOKENS = ("tool_call", "tool_call_end", "tool_response", "tool_response_end", "im_end", "im_start", "endoftext",
+               "json_open")                                                   # control tokens read at every context
+BANK_WATCH = {"gold": "down", "wrong_control": "up"}                          # bank series the spike detectors watch
+
+@dataclass
+class BankContext:
+    "One teacher-forced context: row `row` of the bank, read at `position` (its logits give the next token)."
+    context_id: int; kind: str; task_id: str; row: int; position: int; gold_id: int
+
+def _bank_kind(msgs: list[dict], k: int) -> str:
+    "`action_start` or `after_response` for the k-th assistant message of a chat."
+    idx = [i for i, m in enumerate(msgs) if m["role"] == "assistant"][k]
+    return "after_response" if msgs[idx - 1]["role"] == "tool" else "action_start"
+
+def bank_contexts(tokenizer, env, tasks, n: int = 32, fmt: str = "json", max_len: int = 4096,
+                  strict: bool = True,  # raise when the tasks give fewer than `n` contexts (else return what there is)
+                 ) -> tuple[list[list[int]], list[BankContext]]:
+    "Rows (gold conversations of `tasks`) and >= `n` contexts, about n/4 of each kind, in task order."
+    from toolrl_nb.sft import gold_trajectories, conversation_example
+    vocab, quota = ProbeVocab(tokenizer), -(-n // len(BANK_KINDS))
+    tc, te = vocab.tags["tool_call"], vocab.tags["tool_call_end"]
+    rows, ctxs, count = [], [], Counter()
+    for task, msgs in gold_trajectories(env, tasks, fmt):
+        if all(count[k] >= quota for k in BANK_KINDS): break
+        ex = conversation_example(tokenizer, msgs, max_len=max_len)
+        ids, lm = ex.input_ids, ex.loss_mask
+        found = []
+        for a, (s, e) in enumerate(sampled_spans(lm)):
+            found.append((_bank_kind(msgs, a), s - 1))
+            for t in range(s, e):
+                for seq, kind in ((tc, "after_open"), (te, "after_call")):
+                    if tuple(ids[t:t + len(seq)]) == seq: found.append((kind, t + len(seq) - 1))
+        found = [(k, p) for k, p in found if count[k] < quota and p + 1 < len(ids)]
+        if not found: continue
+        for k, p in found:
+            count[k] += 1
+            ctxs.append(BankContext(len(ctxs), k, task.id, len(rows), p, ids[p + 1]))
+        rows.append(ids)
+    if strict and len(ctxs) < n: raise ValueError(f"only {len(ctxs)} bank contexts from {len(tasks)} tasks, need {n}: pass more tasks")
+    return rows, ctxs
+
+
+# %% ../nbs/11_diagnostics.ipynb #b62e9b2c
+class ProbeBank:
+    "A fixed set of held-out gold contexts, teacher-forced after every RL step; spike detectors on its per-kind means."
+    def __init__(self, tokenizer, rows: list[list[int]], contexts: list[BankContext],
+                 topk: int = 10, window: int = 10, z: float = 4.0, min_abs: float = 0.05):
+        self.tokenizer, self.rows, self.contexts, self.topk = tokenizer, rows, contexts, topk
+        ids = tag_token_ids(tokenizer)
+        self.token_ids = {k: ids[k][0] for k in BANK_TOKENS}            # first piece where a tag is several
+        self.vocab = ProbeVocab(tokenizer)
+        self.detectors = {f"bank/{kind}/{tok}": SpikeDetector(window=window, z=z, min_abs=min_abs, warmup=1, direction=d)
+                          for kind in BANK_KINDS for tok, d in BANK_WATCH.items()}   # warmup=1: the pre-RL reading
+
+    @classmethod
+    def build(cls, tokenizer, env, tasks, n: int = 32, fmt: str = "json", strict: bool = True, **kw) -> "ProbeBank":
+        "The bank of `n` contexts from the gold of `tasks` (held-out tasks: the eval split)."
+        return cls(tokenizer, *bank_contexts(tokenizer, env, tasks, n, fmt, strict=strict), **kw)
+
+    @torch.no_grad()
+    def read(self, model, step: int, rl_step: int) -> list[dict]:
+        "Teacher-force every row once; rows for the `probe_bank` table (one per context and token, plus gold and wrong_control)."
+        was_training = model.training; model.eval()
+        dev, out = next(model.parameters()).device, []
+        control = set(self.token_ids.values())
+        try:
+            for r, ids in enumerate(self.rows):
+                cs = [c for c in self.contexts if c.row == r]
+                pos = torch.tensor([c.position for c in cs])
+                x = torch.tensor([ids[: int(pos.max()) + 1]], device=dev)
+                logits = model(input_ids=x, attention_mask=torch.ones_like(x)).logits[0, pos.to(dev)].float()
+                P = torch.softmax(logits, -1).cpu()
+                for c, p in zip(cs, P):
+                    base = dict(step=step, rl_step=rl_step, context_id=c.context_id, kind=c.kind, task_id=c.task_id)
+                    out += [dict(base, token=k, prob=float(p[i])) for k, i in self.token_ids.items()]
+                    pv, iv = p.topk(self.topk)
+                    top = [[self.vocab.piece(int(i)), round(float(v), 6)] for v, i in zip(pv, iv)]
+                    out.append(dict(base, token="gold", prob=float(p[c.gold_id]), topk=top))
+                    out.append(dict(base, token="wrong_control", prob=float(sum(p[i] for i in control - {c.gold_id}))))
+        finally: model.train(was_training)
+        return out
+
+    @staticmethod
+    def series(rows) -> dict[str, float]:
+        "Mean per `bank/{kind}/{token}` of one reading's rows (dicts)."
+        acc = defaultdict(list)
+        for r in rows: acc[f"bank/{r['kind']}/{r['token']}"].append(r["prob"])
+        return {k: sum(v) / len(v) for k, v in acc.items()}
+
+    def update(self, step: int, rows) -> list[str]:
+        "Feed one reading to the detectors; the keys that spiked at `step`."
+        s = self.series(rows)
+        return [k for k, d in self.detectors.items() if k in s and d.update(step, s[k])]
+
+    @property
+    def spikes(self) -> list[tuple[int, str]]:
+        "(step, key) of every spike so far, in step order."
+        return sorted((s, k) for k, d in self.detectors.items() for s in d.spikes)
+
+def signed_lead_time(onset: int | None,         # collapse onset step (None: no collapse)
+                     spikes: list[tuple[int, str]],  # (step, key) of the spikes
+                    ) -> dict:
+    "Collapse onset minus the first spike (negative when the first spike came after the onset; None if either is missing)."
+    first = min(spikes) if spikes else None
+    lead = onset - first[0] if onset is not None and first is not None else None
+    return dict(onset=onset, first_spike=first[0] if first else None, first_spike_key=first[1] if first else None,
+                lead_time=lead)
+
 
 # %% ../nbs/11_diagnostics.ipynb #66994750
 STATES = tuple(s.value for s in State)   # healthy_tool_call, healthy_response, text_pollution, collapsed

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_models.ipynb #e1c9edb2
 from __future__ import annotations
-import copy, importlib.util, os, shutil, tempfile
+import copy, importlib.util, json, os, shutil, tempfile
 from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
@@ -12,11 +12,14 @@ from pathlib import Path
 import platformdirs, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from .config import ConfigError
+from .format import CONTROL_TOKENS, TOOL_TAGS, add_special_tags
+
 # %% auto #0
-__all__ = ['SMOLLM2', 'TINY', 'GGUF_FILE', 'WHEEL_FIX', 'ModelError', 'ModelConfig', 'resolve_device_dtype', 'cache_dir',
-           'default_model_dir', 'default_tokenizer_dir', 'smollm2_gguf', 'chat_template', 'load_tokenizer',
-           'prepare_default_model', 'tiny_random', 'add_lora', 'load_policy', 'AdapterDisabledReference',
-           'reference_policy']
+__all__ = ['SMOLLM2', 'TINY', 'GGUF_FILE', 'WHEEL_FIX', 'TAGS_FILE', 'ModelError', 'ModelConfig', 'resolve_device_dtype',
+           'cache_dir', 'default_model_dir', 'default_tokenizer_dir', 'smollm2_gguf', 'chat_template', 'load_tokenizer',
+           'prepare_default_model', 'tiny_random', 'single_token_tags', 'tool_tags', 'save_tool_tags',
+           'check_tool_tags', 'add_lora', 'load_policy', 'AdapterDisabledReference', 'reference_policy']
 
 # %% ../nbs/05_models.ipynb #2ef315e2
 SMOLLM2 = "smollm2-135m"        # the default policy
@@ -40,6 +43,8 @@ class ModelConfig:
     lora_dropout: float = 0.0   # dropout on the LoRA branch
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])  # modules adapted
     seed: int = 0               # seed of the tiny-random weights
+    single_token_tags: bool = True  # <tool_call> </tool_call> <tool_response> </tool_response> as one special
+                                    # token each (as in Qwen2.5); False keeps SmolLM2's five-piece form
 
 # %% ../nbs/05_models.ipynb #e4c1a4b3
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -177,6 +182,44 @@ def tiny_random(seed: int = 0,  # the weights are a function of this seed alone
     model.generation_config.pad_token_id = tok.pad_token_id
     return model, tok
 
+# %% ../nbs/05_models.ipynb #4dbee1d7
+def single_token_tags(model, tok) -> list[int]:
+    "Make the tool tags one special token each in `tok` (embeddings of `model` resized and initialised); their ids."
+    atomic = all(len(tok.encode(CONTROL_TOKENS[k], add_special_tokens=False)) == 1 for k in TOOL_TAGS)
+    if not atomic: return add_special_tags(tok, model)
+    if model.get_input_embeddings().num_embeddings < len(tok):
+        raise ModelError(f"the tokenizer holds the tool tags as single tokens but the model has only "
+                         f"{model.get_input_embeddings().num_embeddings} embedding rows for {len(tok)} tokens: "
+                         f"save the model and its tokenizer together")
+    return [tok.convert_tokens_to_ids(CONTROL_TOKENS[k]) for k in TOOL_TAGS]
+
+# %% ../nbs/05_models.ipynb #9bfc22b4
+TAGS_FILE = "tool_tags.json"   # in every checkpoint folder
+
+def tool_tags(tok) -> dict:
+    "The tool tags' form under `tok`: single_token, each tag's ids, vocabulary size."
+    ids = {k: tok.encode(CONTROL_TOKENS[k], add_special_tokens=False) for k in TOOL_TAGS}
+    return dict(single_token=all(len(v) == 1 for v in ids.values()), ids=ids, vocab_size=len(tok))
+
+def save_tool_tags(folder, tok) -> Path:
+    "Write `tool_tags.json` into a checkpoint folder."
+    p = Path(folder) / TAGS_FILE; p.write_text(json.dumps(tool_tags(tok), indent=1)); return p
+
+def check_tool_tags(folder, tok, field: str = "model.single_token_tags"):
+    "Raise `ConfigError` naming the fix unless checkpoint `folder` was saved with the tag form `tok` has."
+    p = Path(folder) / TAGS_FILE
+    saved = json.loads(p.read_text()) if p.is_file() else None
+    now = tool_tags(tok)
+    if saved is None and now["single_token"]:
+        raise ConfigError(f"{field}: {folder} predates single-token tool tags (no {TAGS_FILE}: five-piece <tool_call>); "
+                          f"set model.single_token_tags: false to load it")
+    if saved is not None and saved["single_token"] != now["single_token"]:
+        raise ConfigError(f"{field}: {folder} was saved with single_token_tags={saved['single_token']}, this run has "
+                          f"{now['single_token']}; set model.single_token_tags: {str(saved['single_token']).lower()}")
+    if saved is not None and (saved["ids"] != now["ids"] or saved["vocab_size"] != now["vocab_size"]):
+        raise ConfigError(f"{field}: {folder} has tool tag ids {saved['ids']} (vocab {saved['vocab_size']}), the "
+                          f"tokenizer now {now['ids']} (vocab {now['vocab_size']})")
+
 # %% ../nbs/05_models.ipynb #8ff060d4
 def add_lora(model, cfg: ModelConfig):
     "Wrap `model` in a peft LoRA adapter set up from `cfg`'s lora_* fields; only adapter weights stay trainable."
@@ -200,6 +243,7 @@ def load_policy(cfg: ModelConfig | str = SMOLLM2):  # a ModelConfig, or just the
             raise ModelError(f"cannot load checkpoint {str(path)!r} ({type(e).__name__}: {why}): pass a folder written "
                              f"by save_pretrained (for the default model: prepare_default_model(force=True))") from e
         if cfg.name == SMOLLM2: _set_name(model, SMOLLM2)
+    if cfg.single_token_tags: single_token_tags(model, tok)
     model = model.to(device=device, dtype=dtype)
     return (add_lora(model, cfg) if cfg.lora else model), tok
 
@@ -209,7 +253,9 @@ def _load_adapter(path: Path, cfg: ModelConfig):
     base = PeftConfig.from_pretrained(path).base_model_name_or_path
     if not base: raise ModelError(f"adapter {str(path)!r} names no base model: set base_model_name_or_path in adapter_config.json")
     model, tok = load_policy(replace(cfg, name=base, lora=False))
-    if _has_tokenizer(path): tok = load_tokenizer(str(path))
+    if _has_tokenizer(path):
+        tok = load_tokenizer(str(path))
+        if cfg.single_token_tags: single_token_tags(model, tok)
     return PeftModel.from_pretrained(model, path, is_trainable=True), tok
 
 # %% ../nbs/05_models.ipynb #0696e840

@@ -11,7 +11,7 @@ import altair as alt
 import ipywidgets as W
 import polars as pl
 
-from .runlog import RunLog, reward_kl_chart, states_chart, probes_chart
+from .runlog import RunLog, reward_kl_chart, states_chart, probes_chart, bank_chart, bank_series
 from .format import CONTROL_TOKENS
 from .interop import tracker_hint
 
@@ -356,10 +356,11 @@ class Panel:
             else: self._pause_mark = self._count("events"); c.pause(reason=why)
 
     def render_charts(self) -> str:
-        "Reward/KL, structural-state shares and probes (with spike/collapse markers) as inline SVG."
+        "Reward/KL, structural-state shares, probes (with spike/collapse markers) and the probe bank as inline SVG."
         out = []
-        for f in (reward_chart, states_chart, probes_chart):
-            try: out.append(chart_svg(f(self.log, width=380, height=110)))
+        bank = (bank_chart,) if bank_series(self.log).height else ()     # runs with a probe bank (schema >= 3)
+        for f in (reward_chart, states_chart, probes_chart) + bank:
+            try: out.append(chart_svg(f(self.log, **(dict(width=170, height=80) if f is bank_chart else dict(width=380, height=110)))))
             except Exception as e: out.append(f"<pre>{html.escape(f.__name__)}: {html.escape(str(e)[:300])}</pre>")
         return "<div style='display:flex;flex-wrap:wrap;gap:8px'>" + "".join(f"<div>{s}</div>" for s in out) + "</div>"
 
@@ -478,7 +479,7 @@ def tiny_config(run_dir, steps: int = 50, **over):
     from toolrl_nb.trainer import TrainConfig
     from toolrl_nb.config import from_dict
     d = dict(run_dir=str(run_dir), seed=1, steps=steps, tasks_per_step=1, checkpoint_every=1000,
-             model=dict(name="tiny-random"), rollout=dict(group_size=2, max_action_tokens=8, max_total_tokens=512),
+             model=dict(name="tiny-random", single_token_tags=False), rollout=dict(group_size=2, max_action_tokens=8, max_total_tokens=512),
              grpo=dict(kl_coef=0.0), env=dict(options=dict(n_turns=[1, 1], n_distractors=0)),
              eval=dict(n_tasks=1, at_start=False, max_action_tokens=4))
     d.update(over)

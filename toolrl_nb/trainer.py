@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from .envs import EnvLimits
 from .config import check, from_dict, to_dict, save_config, load_config, ConfigError
-from .models import ModelConfig, load_policy, reference_policy, AdapterDisabledReference
+from .models import ModelConfig, load_policy, reference_policy, AdapterDisabledReference, check_tool_tags, save_tool_tags
 from .grpo import GRPOConfig, group_advantages, make_optimizer, train_step
 from .rollout import RolloutConfig, rollout, collate
 from .sft import SFTConfig, sft_train, gold_conversations, conversation_example, gold_examples, warmup_conversations
@@ -24,13 +24,14 @@ from .runlog import RunLog
 from .controls import Controls
 from .interop import check_report_to, TrackerMirror
 from .controller import ControllerConfig, StabilityController, StepView
-from .diagnostics import ProbeCollector, SpikeDetector, CollapseDetector, headline, state_frequencies
+from .diagnostics import ProbeCollector, SpikeDetector, CollapseDetector, headline, state_frequencies, ProbeBank, signed_lead_time
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 
 # %% auto #0
 __all__ = ['ENVS', 'EnvConfig', 'EvalConfig', 'DiagnosticsConfig', 'TrainConfig', 'make_env', 'trainable_state', 'checkpoints',
-           'save_checkpoint', 'init_checkpoint', 'load_weights', 'evaluate', 'trajectory_rows', 'TimedEnv', 'Trainer']
+           'save_checkpoint', 'init_checkpoint', 'load_weights', 'evaluate', 'trajectory_rows', 'TimedEnv', 'Trainer',
+           'make_bank', 'read_bank', 'replay_bank', 'report_lead_time']
 
 # %% ../nbs/10_trainer.ipynb #41659bb6
 ENVS = {"fastlane": "toolrl_nb.fastlane:FastLaneEnv", "bfcl": "toolrl_nb.bfcl:BfclEnv"}
@@ -65,6 +66,7 @@ class DiagnosticsConfig:
     collapse_share: float = 0.5     # share of collapsed actions that counts as collapse
     collapse_reward_drop: float = 0.5  # or: reward below (1 - this) x its best running mean
     on_spike: str = "none"          # what a spike does to the run: "none" | "stop" (leaves a checkpoint)
+    bank_contexts: int = 32         # probe bank: held-out gold contexts read before RL and after every RL step (0: off)
     def __post_init__(self):
         check(self.on_spike in ("none", "stop"), "diagnostics.on_spike", f"must be 'none' or 'stop', got {self.on_spike!r}")
 
@@ -132,7 +134,7 @@ def checkpoints(run_dir) -> list[Path]:
     return sorted(p for p in d.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp")) if d.exists() else []
 
 def save_checkpoint(run_dir, step: int, model, optimizer, scheduler, extra: dict | None = None, keep: int = 2,
-                    pin: bool = False) -> Path:
+                    pin: bool = False, tok=None) -> Path:
     "Write checkpoint `step` atomically and prune old ones; a pinned checkpoint (a `PINNED` file in it) is never pruned."
     root = Path(run_dir) / "checkpoints"; root.mkdir(parents=True, exist_ok=True)
     final, tmp = root / f"step_{step:06d}", root / f"step_{step:06d}.tmp"
@@ -141,6 +143,7 @@ def save_checkpoint(run_dir, step: int, model, optimizer, scheduler, extra: dict
     torch.save(dict(step=step, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                     rng=_rng_state(), extra=extra or {}), tmp / "state.pt")
     if pin: (tmp / "PINNED").write_text("the SFT warm-up's end: where RL starts\n")
+    if tok is not None: save_tool_tags(tmp, tok)    # which tag form (five-piece / single-token) the weights expect
     shutil.rmtree(final, ignore_errors=True); os.replace(tmp, final)
     for old in [c for c in checkpoints(run_dir) if not (c / "PINNED").exists()][:-keep]: shutil.rmtree(old, ignore_errors=True)
     return final
@@ -161,7 +164,11 @@ def init_checkpoint(cfg: TrainConfig) -> Path:
 
 def load_weights(model, ckpt: Path):
     "Load a checkpoint's trainable weights into `model` (built from the run's model config)."
-    missing = model.load_state_dict(torch.load(Path(ckpt) / "weights.pt", weights_only=True), strict=False)
+    try: missing = model.load_state_dict(torch.load(Path(ckpt) / "weights.pt", weights_only=True), strict=False)
+    except RuntimeError as e:
+        if "size mismatch" not in str(e) or "embed" not in str(e): raise
+        raise ConfigError(f"model.single_token_tags: checkpoint {ckpt} has a different vocabulary size (tool tags saved "
+                          f"in the other form); flip model.single_token_tags") from None
     if missing.unexpected_keys: raise RuntimeError(f"checkpoint {ckpt} does not fit the model: {missing.unexpected_keys[:3]}")
     return model
 
@@ -242,7 +249,7 @@ class Trainer:
         torch.manual_seed(cfg.seed); random.seed(cfg.seed); np.random.seed(cfg.seed)
         init = init_checkpoint(cfg) if cfg.init_from and not resume else None   # checked before the slow load
         self.model, self.tok = load_policy(cfg.model)
-        if init: load_weights(self.model, init)
+        if init: check_tool_tags(init, self.tok, "init_from"); load_weights(self.model, init)
         self.acc = Accelerator(cpu=next(self.model.parameters()).device.type == "cpu")
         self.main, self.world, self.rank = self.acc.is_main_process, self.acc.num_processes, self.acc.process_index
         check(cfg.tasks_per_step % self.world == 0, "tasks_per_step",
@@ -263,6 +270,7 @@ class Trainer:
         d = cfg.diagnostics
         self.collector = ProbeCollector(self.tok, topk=d.topk, sample_trajs=d.sample_trajs) if d.probes else None
         self.spikes: dict[str, SpikeDetector] = {}
+        self.bank = make_bank(self) if self.main and d.bank_contexts else None   # probe bank (main process)
         self.collapse = CollapseDetector(collapsed_share=d.collapse_share, reward_drop=d.collapse_reward_drop)
         ckpts = checkpoints(self.run_dir)
         if resume and ckpts: self._restore(ckpts[-1])
@@ -289,6 +297,7 @@ class Trainer:
         return cls(load_config(TrainConfig, Path(run_dir) / "config.yaml"), resume=True, progress=progress)
 
     def _restore(self, ckpt: Path):
+        check_tool_tags(ckpt, self.tok)
         load_weights(self.policy, ckpt)
         st = torch.load(ckpt / "state.pt", weights_only=False)
         self.optimizer.load_state_dict(st["optimizer"]); self.scheduler.load_state_dict(st["scheduler"])
@@ -314,6 +323,7 @@ class Trainer:
         for step, reward in rl:
             for _, probe, token, mean in (r for r in summ if r[0] == step): self._spike(step, f"{probe}/{token}", mean, replay=True)
             self.collapse.update(step, reward, shares.get(step))
+        if self.bank: replay_bank(self)
 
     def checkpoint(self, pin: bool = False):
         if self.main:
@@ -321,7 +331,7 @@ class Trainer:
                                 dict(warmup_done=self.warmup_done, rl_done=self.rl_done, rounds_done=self.rounds_done,
                                      demand_rounds=self.demand_rounds, controls=self.controls.state(),
                                      controller=self.controller.state() if self.controller else {}),
-                            keep=self.cfg.keep_checkpoints, pin=pin)
+                            keep=self.cfg.keep_checkpoints, pin=pin, tok=self.tok)
             self.log.event(self.step - 1, "checkpoint", p.name)
         self.acc.wait_for_everyone()
 
@@ -523,15 +533,18 @@ class Trainer:
         cfg = self.cfg
         if cfg.warmup_tasks and not self.warmup_done: self.warmup()
         if self.rl_done == 0 and cfg.eval.at_start and self.eval_tasks: self.evaluate("start")
+        if self.rl_done == 0: read_bank(self)                 # the probe bank's pre-RL reading: the spike baseline
         bar = tqdm(total=cfg.steps, initial=self.rl_done, desc="GRPO", disable=not (self.progress and self.main))
         while self.rl_done < cfg.steps and self.safe_point():
             if self.round_due(): self.sft_round(); continue     # interleaved scheme: SFT between RL rounds
             row = self.rl_step()
+            read_bank(self)
             bar.update(1); bar.set_postfix(reward=f"{row['reward_mean']:.2f}", kl=f"{row['kl'] or 0.0:.4f}", s_step=f"{row['t_total']:.1f}")
             if cfg.eval.every and self.rl_done % cfg.eval.every == 0 and self.rl_done < cfg.steps: self.evaluate(f"rl{self.rl_done}")
             if self.rl_done % cfg.checkpoint_every == 0 or self.rl_done == cfg.steps: self.checkpoint()
             if self.mirror: self.mirror.sync(self.log)
         bar.close()
+        report_lead_time(self)
         if self.controls.stopped:
             if self.step > 0: self.checkpoint()
             self.safe_point(); self.log.event(self.step, "stopped", "stopped on request")
@@ -544,3 +557,41 @@ class Trainer:
         self.log.close()
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
+
+# %% ../nbs/10_trainer.ipynb #291e428b
+def make_bank(tr) -> ProbeBank | None:
+    "The run's probe bank: `diagnostics.bank_contexts` contexts from the eval split's gold (fewer in a tiny env; None if none)."
+    d = tr.cfg.diagnostics
+    bank = ProbeBank.build(tr.tok, tr.env, tr.env.tasks(tr.cfg.env.eval_split), n=d.bank_contexts, fmt=tr.cfg.env.fmt,
+                           strict=False, topk=d.topk, window=d.spike_window, z=d.spike_z, min_abs=d.spike_min_abs)
+    return bank if bank.contexts else None
+
+def read_bank(tr):
+    "Teacher-force the bank after the last step done, log its rows, feed its detectors (main process)."
+    if tr.bank is None: return
+    if tr.rl_done == 0 and tr.log.query("SELECT count(*) AS n FROM probe_bank WHERE rl_step = 0")["n"][0]: return  # resumed
+    t0 = time.perf_counter()
+    step = tr.step - 1
+    rows = tr.bank.read(tr.policy, step, tr.rl_done)
+    tr.log.log("probe_bank", rows)
+    for key in tr.bank.update(step, rows):
+        value = tr.bank.series(rows)[key]
+        tr.log.event(step, "spike", f"{key} moved to {value:.3f}", key=key, value=value, source="bank")
+        if tr.cfg.diagnostics.on_spike == "stop": tr.controls.stop(reason=f"spike on {key}")
+    if tr.rl_done == 0:
+        tr.log.event(step, "probe_bank", f"{len(tr.bank.contexts)} contexts in {len(tr.bank.rows)} conversations, "
+                     f"read in {time.perf_counter() - t0:.1f} s", n_contexts=len(tr.bank.contexts), seconds=time.perf_counter() - t0)
+
+def replay_bank(tr):
+    "Rebuild the bank's detectors from the logged readings (resume)."
+    rows = tr.log.query("SELECT step, kind, token, prob FROM probe_bank ORDER BY step").to_dicts()
+    for s in sorted({r["step"] for r in rows}): tr.bank.update(s, [r for r in rows if r["step"] == s])
+
+def report_lead_time(tr):
+    "One `lead_time` event: collapse onset minus the first spike (bank or step probes), signed."
+    if not tr.main: return
+    spikes = (tr.bank.spikes if tr.bank else []) + sorted((s, k) for k, det in tr.spikes.items() for s in det.spikes)
+    lt = signed_lead_time(tr.collapse.collapse_step, spikes)
+    msg = ("no collapse" if lt["onset"] is None else f"collapse onset {lt['onset']}") + ", " + \
+          ("no spike" if lt["first_spike"] is None else f"first spike {lt['first_spike']} ({lt['first_spike_key']})")
+    tr.log.event(tr.step - 1, "lead_time", msg + (f": lead time {lt['lead_time']}" if lt["lead_time"] is not None else ""), **lt)
