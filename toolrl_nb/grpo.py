@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.optim.lr_scheduler import LambdaLR
 from trl.trainer.utils import entropy_from_logits, selective_log_softmax
+from .config import check
 
 # %% auto #0
 __all__ = ['GRPOConfig', 'group_advantages', 'token_logps', 'k3_kl', 'grpo_loss', 'make_optimizer', 'grpo_backward', 'train_step',
@@ -39,11 +40,10 @@ class GRPOConfig:
                                         # `use_bias_correction_kl=True` (DeepSeek-V3.2); veRL/the paper: False
 
     def __post_init__(self):
-        if self.loss_agg not in ("token-mean", "seq-mean-token-mean"):
-            raise ValueError(f"GRPOConfig.loss_agg: expected 'token-mean' or 'seq-mean-token-mean', got {self.loss_agg!r}")
-        if self.dual_clip is not None and self.dual_clip <= 1.0:
-            raise ValueError(f"GRPOConfig.dual_clip: must be > 1 (or None), got {self.dual_clip}")
-        if self.temperature <= 0: raise ValueError(f"GRPOConfig.temperature: must be > 0, got {self.temperature}")
+        check(self.loss_agg in ("token-mean", "seq-mean-token-mean"), "grpo.loss_agg",
+              f"must be 'token-mean' or 'seq-mean-token-mean', got {self.loss_agg!r}")
+        check(self.dual_clip is None or self.dual_clip > 1.0, "grpo.dual_clip", f"must be > 1 (or None), got {self.dual_clip}")
+        check(self.temperature > 0, "grpo.temperature", f"must be > 0, got {self.temperature}")
 
 # %% ../nbs/07_grpo.ipynb #3adfbbf9
 def group_advantages(
