@@ -48,6 +48,7 @@ def report(run_dir, charts: bool = True) -> dict:
     run_dir = Path(run_dir)
     if not (run_dir / "log.duckdb").is_file(): raise FileNotFoundError(f"{run_dir} is not a run directory (no log.duckdb in it)")
     from toolrl_nb.runlog import RunLog, reward_kl_chart, states_chart, save_chart
+    from toolrl_nb.config import disk_full_named
     log = RunLog(run_dir / "log.duckdb", read_only=True)   # a reader: also while the run (a panel) writes it
     try:
         steps = log.query("SELECT phase, count(*) AS steps, round(avg(reward_mean), 3) AS reward, round(avg(kl), 5) AS kl, "
@@ -59,8 +60,8 @@ def report(run_dir, charts: bool = True) -> dict:
         print(f"run {run_dir}{note}\n{steps}\n{evals}\n{states}")
         out = dict(steps=steps, evaluations=evals, states=states)
         if charts and len(log.query("SELECT 1 FROM steps WHERE phase = 'rl' LIMIT 1")):
-            out["reward_png"] = save_chart(reward_kl_chart(log), run_dir / "reward_kl.png")
-            out["states_png"] = save_chart(states_chart(log), run_dir / "states.png")
+            for key, chart, name in (("reward_png", reward_kl_chart, "reward_kl.png"), ("states_png", states_chart, "states.png")):
+                with disk_full_named(run_dir / name): out[key] = save_chart(chart(log), run_dir / name)   # a full disk: one line
         return out
     finally: log.close()
 

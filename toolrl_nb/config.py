@@ -122,8 +122,9 @@ class DiskFull(OSError):
     "No space left on the device while writing a file; the message names the path, the space needed and the space free."
     def __init__(self, path, need: int | None = None):
         self.path, self.need, self.free = Path(path), need, _free_bytes(path)
-        super().__init__(errno.ENOSPC, f"no space left on device writing {path}: needs about {_mb(need)}, "
-                                       f"{_mb(self.free)} free; free some space, then resume the run", str(path))
+        needs = f"needs about {_mb(need)}, " if need else ""
+        super().__init__(errno.ENOSPC, f"no space left on device writing {path}: {needs}{_mb(self.free)} free; "
+                                       "free some space, then resume the run", str(path))
     def __str__(self): return self.strerror
 
 def ensure_space(path,      # the file or folder about to be written
