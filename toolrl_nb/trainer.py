@@ -295,6 +295,7 @@ class Trainer:
         self.controls.load_state(st["extra"].get("controls", {}))
         dropped = self.log.delete_after(st["step"])
         self.log.event(self.step, "resume", f"resumed from {ckpt.name}; dropped {dropped} rows logged after it")
+        self.use_config_lr()    # a grpo.lr lowered in config.yaml (e.g. after a divergence) applies to the resumed run
         if self.main: self._replay_detectors()
 
     def _replay_detectors(self):
@@ -553,12 +554,22 @@ def on_diverged(self: Trainer, err: Exception):
         hint = (f"lower grpo.lr in {self.run_dir / 'config.yaml'}, then `toolrl resume {self.run_dir}`" if good
                 else "no checkpoint to restore")
         raise PolicyDiverged(f"{msg}; {hint}") from None
+    new_lr = self.controls.value("lr", self.scheduler.base_lrs[0]) / 2   # before the restore: halvings compound
     self._restore(good)     # weights, optimiser, RNG and counters of the good checkpoint; log rows after it dropped
     self._diverge_restores += 1
     if self.collector: self.collector.reset()     # probe rows of the aborted step
-    new_lr = self.controls.value("lr", self.scheduler.base_lrs[0]) / 2
     self.controls.set_value("lr", new_lr)         # applied at the next safe point, saved with the controls
     self.log.event(step, "diverged", msg, lr=lr, grad_norm=gn, checkpoint=good.name, action="restore_halve_lr")
     self.log.event(self.step, "controller", f"restored {good.name} after divergence at step {step}; lr halved to {new_lr:.3g}",
                    action="restore_halve_lr", value=new_lr)
     self._last_update = (None, None)
+
+@patch
+def use_config_lr(self: Trainer):
+    "On resume, the config's `grpo.lr` replaces the checkpoint's base LR (the run's controls may still override it)."
+    lr, old = self.cfg.grpo.lr, self.scheduler.base_lrs[0]
+    if old == lr: return
+    factor = self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
+    self.scheduler.base_lrs = [lr] * len(self.scheduler.base_lrs)
+    for g in self.optimizer.param_groups: g["lr"] = lr * factor
+    self.log.event(self.step, "set", f"grpo.lr from config.yaml: {old:.3g} -> {lr:.3g}", name="grpo.lr", value=lr, old=old)
