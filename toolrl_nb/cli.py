@@ -9,7 +9,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['readme_text', 'write_readme', 'apply_overrides', 'report', 'first_action', 'print_first_action', 'main_job',
-           'build_parser', 'one_line_errors', 'main']
+           'build_parser', 'one_line_errors', 'disk_full_line', 'main']
 
 # %% ../nbs/20_cli.ipynb #23fa53d1
 def readme_text(index_nb: Path) -> str:
@@ -48,6 +48,7 @@ def report(run_dir, charts: bool = True) -> dict:
     run_dir = Path(run_dir)
     if not (run_dir / "log.duckdb").is_file(): raise FileNotFoundError(f"{run_dir} is not a run directory (no log.duckdb in it)")
     from toolrl_nb.runlog import RunLog, reward_kl_chart, states_chart, save_chart
+    from toolrl_nb.config import disk_full_named
     log = RunLog(run_dir / "log.duckdb", read_only=True)   # a reader: also while the run (a panel) writes it
     try:
         steps = log.query("SELECT phase, count(*) AS steps, round(avg(reward_mean), 3) AS reward, round(avg(kl), 5) AS kl, "
@@ -60,8 +61,8 @@ def report(run_dir, charts: bool = True) -> dict:
         print(f"run {run_dir}{note}\n{steps}\n{evals}\n{states}" + (f"\nlead time: {lead[0]}" if lead else ""))
         out = dict(steps=steps, evaluations=evals, states=states, lead_time=lead[0] if lead else None)
         if charts and len(log.query("SELECT 1 FROM steps WHERE phase = 'rl' LIMIT 1")):
-            out["reward_png"] = save_chart(reward_kl_chart(log), run_dir / "reward_kl.png")
-            out["states_png"] = save_chart(states_chart(log), run_dir / "states.png")
+            for key, chart, name in (("reward_png", reward_kl_chart, "reward_kl.png"), ("states_png", states_chart, "states.png")):
+                with disk_full_named(run_dir / name): out[key] = save_chart(chart(log), run_dir / name)   # a full disk: one line
         return out
     finally: log.close()
 
@@ -204,11 +205,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--root", default=".", help="repository root"); s.set_defaults(fn=_readme)
     return p
 
-_ONE_LINE = (("toolrl_nb.config", "ConfigError"), ("toolrl_nb.models", "ModelError"), ("toolrl_nb.runlog", "RunLogLocked"))
+_ONE_LINE = (("toolrl_nb.config", "ConfigError"), ("toolrl_nb.models", "ModelError"), ("toolrl_nb.runlog", "RunLogLocked"),
+             ("toolrl_nb.config", "DiskFull"), ("toolrl_nb.trainer", "PolicyDiverged"), ("toolrl_nb.rollout", "NonFiniteLogits"))
 
 def one_line_errors() -> tuple:
-    "Errors `main` prints as one line: file errors, plus config, model and locked-log errors of the modules a sub-command imported."
+    "Errors `main` prints as one line: file errors, plus config, model, locked-log, full-disk and divergence errors of the modules a sub-command imported."
     return (FileNotFoundError, FileExistsError) + tuple(getattr(sys.modules[m], n) for m, n in _ONE_LINE if m in sys.modules)
+
+def disk_full_line(e: BaseException) -> str | None:
+    "One line for a full disk met anywhere (the run log, a chart): an ENOSPC `OSError`, or DuckDB's IO error saying so."
+    if isinstance(e, OSError) and e.errno == 28:
+        return f"no space left on device writing {e.filename or 'a file'}; free some space, then resume the run"
+    if "No space left on device" in str(e): return f"{str(e).splitlines()[0]}; free some space, then resume the run"
+    return None
 
 def main(argv: list[str] | None = None):
     "Entry point of the `toolrl` command. Imports only what the sub-command needs (`--help` takes a fraction of a second); its expected errors print one line, not a traceback."
@@ -217,4 +226,5 @@ def main(argv: list[str] | None = None):
     except KeyboardInterrupt: sys.exit(130)
     except Exception as e:
         if isinstance(e, one_line_errors()): sys.exit(f"toolrl: error: {e}")
+        if (line := disk_full_line(e)): sys.exit(f"toolrl: error: {line}")
         raise

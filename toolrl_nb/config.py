@@ -4,12 +4,13 @@
 
 # %% ../nbs/00_config.ipynb #f2027061
 from __future__ import annotations
-import dataclasses, difflib, types, typing
+import contextlib, dataclasses, difflib, errno, shutil, types, typing
 from pathlib import Path
 import yaml
 
 # %% auto #0
-__all__ = ['ConfigError', 'check', 'coerce', 'from_dict', 'to_dict', 'load_config', 'save_config']
+__all__ = ['ConfigError', 'check', 'coerce', 'from_dict', 'to_dict', 'load_config', 'save_config', 'DiskFull', 'ensure_space',
+           'disk_full_named']
 
 # %% ../nbs/00_config.ipynb #9450b5f5
 class ConfigError(ValueError):
@@ -106,3 +107,38 @@ def save_config(cfg, path) -> Path:
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     return path
+
+# %% ../nbs/00_config.ipynb #aca9d6d2
+def _mb(n) -> str: return "?" if n is None else f"{n / 2**20:.1f} MB"
+
+def _free_bytes(path) -> int | None:
+    "Free bytes on the file system holding `path` (its nearest existing parent)."
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent: p = p.parent
+    try: return shutil.disk_usage(p).free
+    except OSError: return None
+
+class DiskFull(OSError):
+    "No space left on the device while writing a file; the message names the path, the space needed and the space free."
+    def __init__(self, path, need: int | None = None):
+        self.path, self.need, self.free = Path(path), need, _free_bytes(path)
+        needs = f"needs about {_mb(need)}, " if need else ""
+        super().__init__(errno.ENOSPC, f"no space left on device writing {path}: {needs}{_mb(self.free)} free; "
+                                       "free some space, then resume the run", str(path))
+    def __str__(self): return self.strerror
+
+def ensure_space(path,      # the file or folder about to be written
+                 need: int, # bytes the write needs
+                ):
+    "Raise `DiskFull` before writing `need` bytes at `path` if the file system has less free."
+    free = _free_bytes(path)
+    if free is not None and free < need: raise DiskFull(path, need)
+
+@contextlib.contextmanager
+def disk_full_named(path, need: int | None = None):
+    "Inside: an `OSError` with errno ENOSPC becomes `DiskFull` naming `path` and `need`."
+    try: yield
+    except DiskFull: raise
+    except OSError as e:
+        if e.errno != errno.ENOSPC: raise
+        raise DiskFull(path, need) from e

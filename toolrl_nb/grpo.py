@@ -49,11 +49,10 @@ class GRPOConfig:
                                         # Adam momentum still move the weights) | "drop" (left out; nothing left: no step)
 
     def __post_init__(self):
-        if self.loss_agg not in ("token-mean", "seq-mean-token-mean"):
-            raise ValueError(f"GRPOConfig.loss_agg: expected 'token-mean' or 'seq-mean-token-mean', got {self.loss_agg!r}")
-        if self.dual_clip is not None and self.dual_clip <= 1.0:
-            raise ValueError(f"GRPOConfig.dual_clip: must be > 1 (or None), got {self.dual_clip}")
-        if self.temperature <= 0: raise ValueError(f"GRPOConfig.temperature: must be > 0, got {self.temperature}")
+        check(self.loss_agg in ("token-mean", "seq-mean-token-mean"), "grpo.loss_agg",
+              f"must be 'token-mean' or 'seq-mean-token-mean', got {self.loss_agg!r}")
+        check(self.dual_clip is None or self.dual_clip > 1.0, "grpo.dual_clip", f"must be > 1 (or None), got {self.dual_clip}")
+        check(self.temperature > 0, "grpo.temperature", f"must be > 0, got {self.temperature}")
         check(self.mini_batches >= 1, "grpo.mini_batches", f"must be >= 1, got {self.mini_batches}")
         check(self.epochs >= 1, "grpo.epochs", f"must be >= 1, got {self.epochs}")
         check(self.zero_advantage in ("update", "drop"), "grpo.zero_advantage",

@@ -14,8 +14,8 @@ from .envs import Env, Score, Task
 from .format import classify_action, render_chat
 
 # %% auto #0
-__all__ = ['IM_END', 'RolloutConfig', 'ActionRecord', 'Trajectory', 'sample_tokens', 'RaggedKV', 'observation_text', 'rollout',
-           'collate']
+__all__ = ['IM_END', 'RolloutConfig', 'ActionRecord', 'Trajectory', 'NonFiniteLogits', 'sample_tokens', 'RaggedKV',
+           'observation_text', 'rollout', 'collate']
 
 # %% ../nbs/06_rollout.ipynb #48527572
 IM_END = "<|im_end|>"
@@ -71,6 +71,9 @@ class Trajectory:
     def n_sampled(self) -> int: return sum(self.loss_mask)
 
 # %% ../nbs/06_rollout.ipynb #94f75be0
+class NonFiniteLogits(FloatingPointError):
+    "The policy produced NaN or infinite next-token logits: its weights have diverged (the trainer stops or restores)."
+
 def sample_tokens(logits: torch.Tensor,     # [N, V] next-token logits
                   temperature: float = 1.0,  # divide logits by this (<= 0 means greedy)
                   top_p: float = 1.0,       # keep the smallest set of most likely tokens with mass >= top_p
@@ -79,6 +82,8 @@ def sample_tokens(logits: torch.Tensor,     # [N, V] next-token logits
                  ) -> tuple[torch.Tensor, torch.Tensor]:     # tokens [N], their log-probs [N]
     "Sample one token per row; return it with its log-prob under the distribution it was drawn from."
     greedy = greedy or temperature <= 0
+    bad = ~torch.isfinite(logits).all(-1)                 # caught here, not as torch's "probability tensor" error
+    if bad.any(): raise NonFiniteLogits(f"non-finite next-token logits in {int(bad.sum())} of {len(logits)} rows")
     logps = torch.log_softmax(logits.float() / (temperature if temperature > 0 else 1.0), dim=-1)
     if greedy:
         tok = logps.argmax(-1)

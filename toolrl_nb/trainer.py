@@ -10,13 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .envs import EnvLimits
-from .config import check, from_dict, to_dict, save_config, load_config, ConfigError
+from .config import check, from_dict, to_dict, save_config, load_config, ConfigError, DiskFull, ensure_space, disk_full_named
 from .models import ModelConfig, load_policy, reference_policy, AdapterDisabledReference, check_tool_tags, save_tool_tags
 from .grpo import GRPOConfig, group_advantages, make_optimizer, train_step
-from .rollout import RolloutConfig, rollout, collate
+from .rollout import RolloutConfig, rollout, collate, NonFiniteLogits
 from .sft import SFTConfig, sft_train, gold_conversations, conversation_example, gold_examples, warmup_conversations
 from .supervision import (SupervisionConfig, compose_groups, hint_mismatch, joint_sft_term,
                                    select_failed_tasks, ets_examples, prs_examples)
@@ -29,9 +30,10 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 
 # %% auto #0
-__all__ = ['ENVS', 'EnvConfig', 'EvalConfig', 'DiagnosticsConfig', 'TrainConfig', 'make_env', 'trainable_state', 'checkpoints',
-           'save_checkpoint', 'init_checkpoint', 'load_weights', 'evaluate', 'trajectory_rows', 'TimedEnv', 'Trainer',
-           'make_bank', 'read_bank', 'replay_bank', 'report_lead_time']
+__all__ = ['ENVS', 'MAX_DIVERGE_RESTORES', 'EnvConfig', 'EvalConfig', 'DiagnosticsConfig', 'TrainConfig', 'make_env',
+           'trainable_state', 'checkpoints', 'save_checkpoint', 'init_checkpoint', 'load_weights', 'evaluate',
+           'trajectory_rows', 'TimedEnv', 'Trainer', 'make_bank', 'read_bank', 'replay_bank', 'report_lead_time',
+           'PolicyDiverged', 'policy_finite']
 
 # %% ../nbs/10_trainer.ipynb #41659bb6
 ENVS = {"fastlane": "toolrl_nb.fastlane:FastLaneEnv", "bfcl": "toolrl_nb.bfcl:BfclEnv"}
@@ -82,6 +84,7 @@ class TrainConfig:
     keep_checkpoints: int = 1       # older checkpoints are deleted (writes are atomic, so the last one is whole)
     warmup_tasks: int = 0           # SFT→RL: number of training tasks whose gold conversations warm up the policy (0: off)
     init_from: str = ""             # start from this checkpoint of ours (e.g. another run's pinned warm-up); KL reference = it
+    on_diverge: str = "stop"        # non-finite weights or logits: "stop" (keep the last good checkpoint, exit) | "restore_halve_lr"
     model: ModelConfig = field(default_factory=ModelConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -101,6 +104,7 @@ class TrainConfig:
         check(self.checkpoint_every >= 1, "checkpoint_every", "must be >= 1")
         check(self.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1")
         check_report_to(self.report_to)
+        check(self.on_diverge in ("stop", "restore_halve_lr"), "on_diverge", f"must be 'stop' or 'restore_halve_lr', got {self.on_diverge!r}")
         sup = self.supervision
         check(sup.scheme != "sft_rl" or self.warmup_tasks > 0, "warmup_tasks", "must be > 0 for the sft_rl scheme")
         check(not sup.rounds or sum(sup.rounds) == self.steps, "supervision.rounds",
@@ -128,6 +132,14 @@ def trainable_state(model) -> dict:
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k in names}
 
+def _nbytes(obj) -> int:
+    "Bytes of the tensors and arrays in a nested state: about what `torch.save` writes."
+    if torch.is_tensor(obj): return obj.nelement() * obj.element_size()
+    if isinstance(obj, np.ndarray): return obj.nbytes
+    if isinstance(obj, dict): return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)): return sum(_nbytes(v) for v in obj)
+    return 0
+
 def checkpoints(run_dir) -> list[Path]:
     "Complete checkpoints of a run, oldest first."
     d = Path(run_dir) / "checkpoints"
@@ -138,12 +150,20 @@ def save_checkpoint(run_dir, step: int, model, optimizer, scheduler, extra: dict
     "Write checkpoint `step` atomically and prune old ones; a pinned checkpoint (a `PINNED` file in it) is never pruned."
     root = Path(run_dir) / "checkpoints"; root.mkdir(parents=True, exist_ok=True)
     final, tmp = root / f"step_{step:06d}", root / f"step_{step:06d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir()
-    torch.save(trainable_state(model), tmp / "weights.pt")
-    torch.save(dict(step=step, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                    rng=_rng_state(), extra=extra or {}), tmp / "state.pt")
-    if pin: (tmp / "PINNED").write_text("the SFT warm-up's end: where RL starts\n")
-    if tok is not None: save_tool_tags(tmp, tok)    # which tag form (five-piece / single-token) the weights expect
+    weights = trainable_state(model)
+    state = dict(step=step, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=_rng_state(), extra=extra or {})
+    need = _nbytes(weights) + _nbytes(state) + 2**16     # + pickling overhead
+    shutil.rmtree(tmp, ignore_errors=True)
+    ensure_space(root, need)                             # a full disk is named before anything is written
+    try:
+        with disk_full_named(final, need):               # ... or when a write hits it (the other checkpoints stay whole)
+            tmp.mkdir()
+            for name, obj in (("weights.pt", weights), ("state.pt", state)):
+                with open(tmp / name, "wb") as f: torch.save(obj, f)   # a Python file: ENOSPC is an OSError, not torch's RuntimeError
+            if pin: (tmp / "PINNED").write_text("the SFT warm-up's end: where RL starts\n")
+            if tok is not None: save_tool_tags(tmp, tok)    # which tag form (five-piece / single-token) the weights expect
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True); raise
     shutil.rmtree(final, ignore_errors=True); os.replace(tmp, final)
     for old in [c for c in checkpoints(run_dir) if not (c / "PINNED").exists()][:-keep]: shutil.rmtree(old, ignore_errors=True)
     return final
@@ -312,6 +332,7 @@ class Trainer:
         self.controls.load_state(st["extra"].get("controls", {}))
         dropped = self.log.delete_after(st["step"])
         self.log.event(self.step, "resume", f"resumed from {ckpt.name}; dropped {dropped} rows logged after it")
+        self.use_config_lr()    # a grpo.lr lowered in config.yaml (e.g. after a divergence) applies to the resumed run
         if self.main: self._replay_detectors()
 
     def _replay_detectors(self):
@@ -326,6 +347,8 @@ class Trainer:
         if self.bank: replay_bank(self)
 
     def checkpoint(self, pin: bool = False):
+        try: self.check_diverged()      # never save a diverged policy over the last good checkpoint
+        except PolicyDiverged as e: return self.on_diverged(e)
         if self.main:
             p = save_checkpoint(self.run_dir, self.step - 1, self.policy, self.optimizer, self.scheduler,
                                 dict(warmup_done=self.warmup_done, rl_done=self.rl_done, rounds_done=self.rounds_done,
@@ -460,6 +483,7 @@ class Trainer:
         stats = train_step(self.model, batch, self.optimizer, self.scheduler, gcfg, ref_model=self.ref,
                            micro_batch_size=cfg.micro_batch_size, accelerator=self.acc if self.world > 1 else None,
                            on_logits=self.collector, extra=extra)
+        self.check_diverged(stats)      # non-finite weights: raise before the step is logged (run() stops or restores)
         times["t_train"] = time.perf_counter() - t
         times["t_probes"] = self._probe_seconds() - probe_s
         times["t_update"] = times["t_train"] - stats["t_ref"] - times["t_probes"]
@@ -537,7 +561,8 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.rl_done, desc="GRPO", disable=not (self.progress and self.main))
         while self.rl_done < cfg.steps and self.safe_point():
             if self.round_due(): self.sft_round(); continue     # interleaved scheme: SFT between RL rounds
-            row = self.rl_step()
+            try: row = self.rl_step()
+            except (PolicyDiverged, NonFiniteLogits) as e: self.on_diverged(e); continue   # stop (raises) or restore + halve LR
             read_bank(self)
             bar.update(1); bar.set_postfix(reward=f"{row['reward_mean']:.2f}", kl=f"{row['kl'] or 0.0:.4f}", s_step=f"{row['t_total']:.1f}")
             if cfg.eval.every and self.rl_done % cfg.eval.every == 0 and self.rl_done < cfg.steps: self.evaluate(f"rl{self.rl_done}")
@@ -595,3 +620,60 @@ def report_lead_time(tr):
     msg = ("no collapse" if lt["onset"] is None else f"collapse onset {lt['onset']}") + ", " + \
           ("no spike" if lt["first_spike"] is None else f"first spike {lt['first_spike']} ({lt['first_spike_key']})")
     tr.log.event(tr.step - 1, "lead_time", msg + (f": lead time {lt['lead_time']}" if lt["lead_time"] is not None else ""), **lt)
+
+# %% ../nbs/10_trainer.ipynb #4b382b9a
+class PolicyDiverged(RuntimeError):
+    "The policy's weights or logits went non-finite; the message names the step, lr, grad norm and last good checkpoint."
+
+MAX_DIVERGE_RESTORES = 4   # restore_halve_lr gives up (stops) after this many restores in one process
+
+def policy_finite(model) -> bool:
+    "Cheap divergence check: every trainable parameter is finite and so are the logits of one short forward."
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters() if p.requires_grad): return False
+    probe = (torch.arange(1, 17) % model.config.vocab_size)[None].to(next(model.parameters()).device)
+    with torch.no_grad(): return bool(torch.isfinite(model(input_ids=probe).logits).all())
+
+@patch
+def check_diverged(self: Trainer, stats: dict | None = None):
+    "After an update (`stats`) or before a checkpoint: raise `PolicyDiverged` if the policy is no longer finite."
+    if stats is not None: self._last_update = (stats.get("lr"), stats.get("grad_norm"))
+    if not policy_finite(self.policy):
+        raise PolicyDiverged("non-finite weights after the update" if stats is not None else "non-finite weights before a checkpoint")
+
+@patch
+def on_diverged(self: Trainer, err: Exception):
+    "Log the divergence, then stop (raise `PolicyDiverged`, one line) or restore the last good checkpoint and halve the LR."
+    step, ckpts = self.step, checkpoints(self.run_dir)
+    lr, gn = getattr(self, "_last_update", (None, None))
+    if lr is None:   # diverged before any update of this process (e.g. right after a resume): the log has the last one
+        last = self.log.query("SELECT lr, grad_norm FROM steps ORDER BY step DESC LIMIT 1").rows() if self.main else []
+        lr, gn = last[0] if last else (None, None)
+    fmt = lambda x: "?" if x is None else f"{float(x):.3g}"
+    good = ckpts[-1] if ckpts else None
+    msg = (f"policy diverged at step {step}: lr {fmt(lr)}, grad_norm {fmt(gn)}, last good checkpoint "
+           f"{good.name if good else 'none'} ({err})")
+    self._diverge_restores = getattr(self, "_diverge_restores", 0)
+    if self.cfg.on_diverge == "stop" or good is None or self._diverge_restores >= MAX_DIVERGE_RESTORES:
+        self.log.event(step, "diverged", msg, lr=lr, grad_norm=gn, checkpoint=good.name if good else None, action="stop")
+        hint = (f"lower grpo.lr in {self.run_dir / 'config.yaml'}, then `toolrl resume {self.run_dir}`" if good
+                else "no checkpoint to restore")
+        raise PolicyDiverged(f"{msg}; {hint}") from None
+    new_lr = self.controls.value("lr", self.scheduler.base_lrs[0]) / 2   # before the restore: halvings compound
+    self._restore(good)     # weights, optimiser, RNG and counters of the good checkpoint; log rows after it dropped
+    self._diverge_restores += 1
+    if self.collector: self.collector.reset()     # probe rows of the aborted step
+    self.controls.set_value("lr", new_lr)         # applied at the next safe point, saved with the controls
+    self.log.event(step, "diverged", msg, lr=lr, grad_norm=gn, checkpoint=good.name, action="restore_halve_lr")
+    self.log.event(self.step, "controller", f"restored {good.name} after divergence at step {step}; lr halved to {new_lr:.3g}",
+                   action="restore_halve_lr", value=new_lr)
+    self._last_update = (None, None)
+
+@patch
+def use_config_lr(self: Trainer):
+    "On resume, the config's `grpo.lr` replaces the checkpoint's base LR (the run's controls may still override it)."
+    lr, old = self.cfg.grpo.lr, self.scheduler.base_lrs[0]
+    if old == lr: return
+    factor = self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
+    self.scheduler.base_lrs = [lr] * len(self.scheduler.base_lrs)
+    for g in self.optimizer.param_groups: g["lr"] = lr * factor
+    self.log.event(self.step, "set", f"grpo.lr from config.yaml: {old:.3g} -> {lr:.3g}", name="grpo.lr", value=lr, old=old)
