@@ -5,6 +5,7 @@
 # %% ../nbs/17_interop.ipynb #fcd1f699
 from __future__ import annotations
 import json, shutil
+import polars as pl
 from pathlib import Path
 
 import torch
@@ -186,6 +187,7 @@ class TrackerMirror:
         self.run_dir, self.names = Path(run_dir), check_report_to(report_to)
         self.backends = {n: _BACKENDS[n](self.run_dir, fresh=True) for n in self.names}  # rewritten from the log
         self.seen = {"steps": 0, "evaluations": 0, "events": 0}  # rows copied so far (the log is append-only between resumes)
+        self.series_step = -1   # last step whose state shares and probe-bank means were copied
 
     def _rows(self, log, table, order):
         return log.query(f'SELECT * FROM "{table}" ORDER BY {order} LIMIT 100000 OFFSET {self.seen[table]}')
@@ -209,8 +211,22 @@ class TrackerMirror:
             for b in self.backends.values(): b.text(r["step"], f"events/{r['kind']}", f"step {r['step']}: {r['message']}")
         self.seen = {"steps": self.seen["steps"] + steps.height, "evaluations": self.seen["evaluations"] + ev.height,
                      "events": self.seen["events"] + events.height}
+        n += self._series(log)
         for b in self.backends.values(): b.flush()
         return n
+
+    def _series(self, log) -> int:
+        "Per-step series that live outside the steps table: state shares (`states/...`) and probe-bank means (`bank/<kind>/<token>`)."
+        from toolrl_nb.runlog import state_shares, bank_series
+        vals: dict[int, dict] = {}
+        for r in state_shares(log).filter(pl.col("step") > self.series_step).iter_rows(named=True):
+            vals.setdefault(r["step"], {})[f"states/{r['state']}"] = float(r["share"])
+        for r in bank_series(log).filter(pl.col("step") > self.series_step).iter_rows(named=True):
+            vals.setdefault(r["step"], {})[f"bank/{r['kind']}/{r['token']}"] = float(r["mean"])
+        for s in sorted(vals):
+            for b in self.backends.values(): b.scalars(s, vals[s])
+        if vals: self.series_step = max(vals)
+        return sum(len(v) for v in vals.values())
 
     def close(self):
         for b in self.backends.values(): b.close()
