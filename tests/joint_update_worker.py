@@ -1,5 +1,5 @@
 """One RL step's update with the joint loss (GRPO + λ·SFT), on one process or as one of several under
-`accelerate launch`: each process takes its share of the groups and of the SFT examples. Writes the updated weights
+`torchrun`: each process takes its share of the groups and of the SFT examples. Writes the updated weights
 (main process) to argv[1]. TINY RANDOM model, fixed random data. Used by tests/test_joint_multiprocess.py."""
 import sys
 import torch
@@ -28,5 +28,5 @@ part = {k: v[mine] for k, v in batch.items()}
 part["group"] = torch.unique(part["group"], return_inverse=True)[1]
 extra = joint_sft_term(sft[rank::world], sft_weight=0.5, micro_batch_size=1, pad_id=0)
 stats = train_step(model, part, opt, sched, cfg, micro_batch_size=2, accelerator=acc if world > 1 else None, extra=extra)
-if acc.is_main_process: torch.save(dict(weights=trainable_state(acc.unwrap_model(model)), stats=stats), sys.argv[1])
+if acc.is_main_process: torch.save(dict(weights=trainable_state(acc.unwrap_model(model)), stats=stats, world=world), sys.argv[1])
 acc.wait_for_everyone()
