@@ -29,6 +29,7 @@ def test_pause_on_spike_without_panel(tmp_path):
     assert "spike" in kinds, kinds
     pauses = [json.loads(e["data"])["reason"] for e in ev if e["kind"] == "pause"]
     assert pauses and all(r.startswith("spike on ") for r in pauses), pauses
+    print("pauses seen (rl_done before, after 1 s, phase):", seen, "events:", kinds)
     assert seen and all(before == after and phase == "rl" for before, after, phase in seen), seen
     assert "paused" in kinds and "resume" in kinds
     first_spike = kinds.index("spike")
