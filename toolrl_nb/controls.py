@@ -15,7 +15,7 @@ from .config import check
 __all__ = ['SIGNALS', 'Signal', 'synchronous_only', 'room_for_plain_rollout', 'known_signal', 'start_signals', 'check_signals',
            'Controls']
 
-# %% ../nbs/12_controls.ipynb #93fb5fe8
+# %% ../nbs/12_controls.ipynb #b91b3a6a
 @dataclass(frozen=True)
 class Signal:
     "One supervision switch: its name, the config field it starts from, what it does, and the checks every state of it must pass."

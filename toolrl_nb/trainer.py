@@ -675,7 +675,7 @@ def use_config_lr(self: Trainer):
     for g in self.optimizer.param_groups: g["lr"] = lr * factor
     self.log.event(self.step, "set", f"grpo.lr from config.yaml: {old:.3g} -> {lr:.3g}", name="grpo.lr", value=lr, old=old)
 
-# %% ../nbs/10_trainer.ipynb #d1f6e739
+# %% ../nbs/10_trainer.ipynb #0f465393
 @patch
 def react_to_spike(self: Trainer, key: str):
     "The on-spike action for a spike on `key`: stop or pause at the next safe point (switches `on_spike_stop` / `on_spike_pause`)."
