@@ -27,7 +27,8 @@ CASES = {
                            ["supervision.rounds=[2]", "steps=2"]],                                       # rounds without interleaved
     "supervision.ops_k": [["supervision.scheme=sync", "supervision.ops=true", "supervision.ops_k=2", "rollout.group_size=2"],
                           ["supervision.ops_k=-1"]],
-    "supervision.scheme": [["supervision.scheme=magic"], ["supervision.ops=true"]],
+    "supervision.scheme": [["supervision.scheme=magic"], ["supervision.ops=true"],
+                           ["supervision.hbg=true"]],   # controls.synchronous_only (SupervisionConfig names it first at load)
     "supervision.ops_treatment": [["supervision.ops_treatment=sideways"]],
     "supervision.round_data": [["supervision.round_data=prs"]],
     "supervision.ets_rule": [["supervision.ets_rule=some"]],
@@ -67,15 +68,24 @@ def _config_classes():
 
 def _checks(cls):
     "The fields named by each check of `cls.__post_init__`, in order; fails on any other `raise` there."
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls.__post_init__)))
+    return _check_fields(cls.__post_init__, cls.__name__)
+
+
+def _check_fields(fn, owner):
+    "The fields named by each `check(...)` in `fn`, in order; a `check_signals(...)` call adds those of the signals' checks."
+    tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
     fields = []
     for node in ast.walk(tree):
-        assert not isinstance(node, ast.Raise), f"{cls.__name__}.__post_init__ raises directly: use check(ok, field, why)"
+        assert not isinstance(node, ast.Raise), f"{owner}.__post_init__ raises directly: use check(ok, field, why)"
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "check":
             field = node.args[1]
-            assert isinstance(field, ast.Constant), f"{cls.__name__}: check() must name its field with a string literal"
+            assert isinstance(field, ast.Constant), f"{owner}: check() must name its field with a string literal"
             fields.append((node.lineno, field.value))
-    return [f for _, f in sorted(fields)]
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "check_signals":   # controls.SIGNALS' checks
+            from toolrl_nb.controls import SIGNALS
+            for chk in dict.fromkeys(c for sig in SIGNALS.values() for c in sig.checks):
+                fields += [(node.lineno, f) for f in _check_fields(chk, chk.__name__)]
+    return [f for _, f in sorted(fields, key=lambda x: x[0])]
 
 
 def _all_checks():

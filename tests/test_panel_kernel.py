@@ -11,7 +11,7 @@ CODE = """
 import tempfile
 from pathlib import Path
 from toolrl_nb.panel import show_panel, tiny_config
-panel = show_panel(tiny_config(Path(tempfile.mkdtemp()) / "run", steps=200), refresh_s=0.1)
+panel = show_panel(tiny_config(Path(tempfile.mkdtemp()) / "run", steps=200, supervision=dict(scheme="sync")), refresh_s=0.1)
 panel
 """
 

@@ -17,7 +17,7 @@ def wait(cond, timeout=180, every=0.05):
 
 
 def test_buttons_drive_a_real_run(tmp_path):
-    p = show_panel(tiny_config(tmp_path / "run", steps=200), refresh_s=0.1)
+    p = show_panel(tiny_config(tmp_path / "run", steps=200, supervision=dict(scheme="sync")), refresh_s=0.1)   # sync: OPS may be switched on
     try:
         shown = lambda: int(p.step_w.value) if p.step_w.value else -1     # the step box: the last logged step
         buttons = lambda: {n: not getattr(p, f"{n}_btn").disabled for n in ("start", "pause", "resume", "stop")}
@@ -91,20 +91,28 @@ def test_buttons_drive_a_real_run(tmp_path):
         p.trainer.close()
 
 
-def test_on_spike_pause_reacts_to_a_spike_event(tmp_path):
-    "The panel's on_spike action: a logged spike event pauses the run (no model needed: events written by hand)."
+def test_on_spike_menu_drives_the_trainer(tmp_path):
+    "The panel's on_spike menu sets the switches the trainer's own spike reaction reads (the trainer pauses/stops, not the panel)."
     p = show_panel(tiny_config(tmp_path / "run", steps=1), auto_refresh=False)
     try:
         p.on_spike_w.value = "pause"
-        p.refresh()
-        p.log.event(3, "spike", "after_tool_call/<|im_end|> rose to 0.900")
+        p.trainer.react_to_spike("after_tool_call/<|im_end|>")
         p.refresh()
         assert p.trainer.controls.paused
-        assert "pausing at next safe point" in p.status_w.value
         p.resume_btn.click(); p.on_spike_w.value = "stop"
-        p.log.event(4, "spike", "again")
-        p.refresh()
+        p.trainer.react_to_spike("again")
         assert p.trainer.controls.stopped
+    finally: p.close(); p.trainer.close()
+
+
+def test_refused_switch_shows_the_error_and_flips_back(tmp_path):
+    "A toggle the run's config cannot run (HBG on with ops_k + hbg_h = group_size) is refused: error on the status line, toggle back off."
+    p = show_panel(tiny_config(tmp_path / "run", steps=1, supervision=dict(scheme="sync", ops=True, ops_k=1, hbg_h=1)), auto_refresh=False)
+    try:
+        assert set(p.signal_ws) == {"ops", "hbg", "joint", "ets", "prs"}      # the declared toggles; no sft_round, no sft
+        p.signal_ws["hbg"].value = True
+        assert not p.trainer.controls.signal("hbg") and p.signal_ws["hbg"].value is False
+        assert "supervision.ops_k" in p.status_w.value
     finally: p.close(); p.trainer.close()
 
 

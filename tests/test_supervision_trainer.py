@@ -38,7 +38,15 @@ def test_interleaved_rounds_in_one_run(tmp_path):
     sup = dict(scheme="interleaved", rounds=[2, 2], round_data="ets+prs", ets_rule="any", ets_window=10,
                round_sft=dict(lr=1e-5, epochs=1, batch_size=4))
     cfg = from_dict(TrainConfig, dict(BASE, run_dir=str(tmp_path / "i"), steps=4, supervision=sup))
-    tr = Trainer(cfg, progress=False).run()
+    tr = Trainer(cfg, progress=False)
+    assert tr.phase == "setup"
+    seen = []   # Trainer.phase (what the panel's phase box shows) at every logged step and evaluation
+    log_sft, log_step, evaluate = tr._log_sft_step, tr.log_step, tr.evaluate
+    tr._log_sft_step = lambda s: (seen.append(tr.phase), log_sft(s))[1]
+    tr.log_step = lambda *a: (seen.append(tr.phase), log_step(*a))[1]
+    tr.evaluate = lambda *a: (evaluate(*a), seen.append(tr.phase))[0]
+    tr.run()
+    assert [k for i, k in enumerate(seen) if i == 0 or seen[i - 1] != k] == ["rl", "sft-round", "rl", "eval"], seen
     phases = tr.log.query("SELECT step, phase FROM steps ORDER BY step").rows()
     ph = [p for _, p in phases]
     assert ph[:2] == ["rl", "rl"] and ph[-2:] == ["rl", "rl"] and set(ph[2:-2]) == {"sft"}   # RL(2) → SFT → RL(2)

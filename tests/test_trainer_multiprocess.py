@@ -1,6 +1,6 @@
 """The same training command under `accelerate launch --num_processes 2` on CPU (gloo): each process rolls out its
 share of the tasks, DDP averages gradients, only the main process writes the log. Tiny random model, for speed."""
-import shutil, subprocess, sys
+import shutil, socket, subprocess, sys
 from pathlib import Path
 
 import duckdb
@@ -15,8 +15,10 @@ def test_two_process_cpu_run(tmp_path):
                model=dict(name="tiny-random"), env=dict(options=dict(n_turns=[1, 2], n_distractors=0)),
                rollout=dict(group_size=2, max_action_tokens=8, max_total_tokens=1024), eval=dict(n_tasks=2, max_action_tokens=8))
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    cmd = [str(BIN / "accelerate"), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", str(BIN / "toolrl"), "train", str(tmp_path / "cfg.yaml")]
+    with socket.socket() as sk: sk.bind(("127.0.0.1", 0)); port = sk.getsockname()[1]   # a free rendezvous port
+    # torchrun: `accelerate launch --cpu --num_processes 2` starts a single process (its simple launcher)
+    cmd = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port),
+           str(BIN / "toolrl"), "train", str(tmp_path / "cfg.yaml")]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     con = duckdb.connect(str(run_dir / "log.duckdb"), read_only=True)

@@ -5,18 +5,88 @@
 # %% ../nbs/12_controls.ipynb #ba0815bc
 from __future__ import annotations
 import threading, time
+from dataclasses import dataclass
+from typing import Callable
+
+from .config import check
+
 
 # %% auto #0
-__all__ = ['Controls']
+__all__ = ['SIGNALS', 'Signal', 'synchronous_only', 'room_for_plain_rollout', 'known_signal', 'start_signals', 'check_signals',
+           'Controls']
+
+# %% ../nbs/12_controls.ipynb #b91b3a6a
+@dataclass(frozen=True)
+class Signal:
+    "One supervision switch: its name, the config field it starts from, what it does, and the checks every state of it must pass."
+    name: str
+    field: str                      # the config field(s) its start value comes from ("" : set only while running)
+    doc: str                        # one line: what the switch does
+    start: Callable = lambda cfg: False   # start(cfg) -> bool: its value when a run starts from `cfg`
+    checks: tuple = ()              # check(cfg, switches) raises ConfigError when a run cannot go on with these switches
+    toggle: bool = True             # shown as a panel toggle (internal switches are set by code, not by hand)
+
+def _on(switches: dict, *names) -> list[str]: return [n for n in names if switches.get(n)]
+
+def synchronous_only(cfg, switches: dict):
+    "OPS and HBG (and the joint loss, unless the controller's adaptive λ drives it) run only in the `sync` scheme."
+    used = _on(switches, "ops", "hbg") + ([] if cfg.controller.adaptive_lambda else _on(switches, "joint"))
+    check(cfg.supervision.scheme == "sync" or not used, "supervision.scheme",
+          f"ops, hbg and joint are synchronous signals: set scheme: sync (on: {', '.join(used)})")
+
+def room_for_plain_rollout(cfg, switches: dict):
+    "The switched-on OPS gold (`ops_k`) and HBG hinted (`hbg_h`) rollouts leave at least one plain rollout per group."
+    sup, G = cfg.supervision, cfg.rollout.group_size
+    k = (sup.ops_k if switches.get("ops") else 0) + (sup.hbg_h if switches.get("hbg") else 0)
+    check(k <= G - 1, "supervision.ops_k", f"ops_k + hbg_h must leave at least one plain rollout per group "
+          f"({k} of group_size {G} with {' and '.join(_on(switches, 'ops', 'hbg'))} on)")
+
+def _inter(cfg) -> bool: return cfg.supervision.scheme == "interleaved"
+
+SIGNALS: dict[str, Signal] = {s.name: s for s in [
+    Signal("ops", "supervision.ops", "ops_k gold trajectories in each group", lambda c: c.supervision.ops,
+           (synchronous_only, room_for_plain_rollout)),
+    Signal("hbg", "supervision.hbg", "hbg_h hinted rollouts in each group", lambda c: c.supervision.hbg,
+           (synchronous_only, room_for_plain_rollout)),
+    Signal("joint", "supervision.joint", "the joint loss: + λ·SFT on the step's gold conversations", lambda c: c.supervision.joint,
+           (synchronous_only,)),
+    Signal("ets", "supervision.scheme, controller.sft_on_demand", "SFT rounds train on the failed tasks' gold (ETS)",
+           lambda c: _inter(c) or c.controller.sft_on_demand),
+    Signal("prs", "supervision.round_data, controller.sft_prs", "SFT rounds also train on reflections (PRS)",
+           lambda c: (_inter(c) and c.supervision.round_data == "ets+prs") or (c.controller.sft_on_demand and c.controller.sft_prs)),
+    Signal("sft_round", "", "an SFT round at the next safe point (set by the controller; cleared by the round)", toggle=False),
+    Signal("on_spike_stop", "diagnostics.on_spike", "a spike stops the run (with a checkpoint)",
+           lambda c: c.diagnostics.on_spike == "stop", toggle=False),
+    Signal("on_spike_pause", "diagnostics.on_spike", "a spike pauses the run at its next safe point",
+           lambda c: c.diagnostics.on_spike == "pause", toggle=False),
+]}
+
+def known_signal(name: str) -> Signal:
+    "The declaration of signal `name`; an unknown name raises, naming the known ones."
+    if name not in SIGNALS: raise ValueError(f"unknown signal {name!r}: the signals are {', '.join(SIGNALS)}")
+    return SIGNALS[name]
+
+def start_signals(cfg) -> dict[str, bool]:
+    "Every signal's value at the start of a run from `cfg` (a `trainer.TrainConfig`)."
+    return {n: bool(s.start(cfg)) for n, s in SIGNALS.items()}
+
+def check_signals(cfg, switches: dict, names=None):
+    "Run the checks of the signals `names` (default: all) on `switches`: loading a config and a mid-run switch both call it."
+    for n in names if names is not None else SIGNALS:
+        for chk in known_signal(n).checks: chk(cfg, switches)
+
 
 # %% ../nbs/12_controls.ipynb #7a78da8c
 class Controls:
     "Thread-safe run controls; changes are queued as events for the trainer to log with their step."
-    def __init__(self, signals: dict | None = None,  # initial on/off switches, e.g. {"ops": False}
-                 values: dict | None = None):         # initial values, e.g. {"lr": None, "temperature": None}
+    def __init__(self, signals: dict | None = None,  # initial on/off switches, e.g. {"ops": False} (names of `SIGNALS`)
+                 values: dict | None = None,          # initial values, e.g. {"lr": None, "temperature": None}
+                 cfg=None):                           # the run's `TrainConfig`: switches must pass its checks (None: names only)
         self._lock = threading.Lock()
         self._running, self._stop = threading.Event(), threading.Event()
         self._running.set()
+        self.cfg = cfg
+        for n in signals or {}: known_signal(n)
         self.signals: dict[str, bool] = dict(signals or {})
         self.values: dict[str, float | None] = dict(values or {})
         self._events: list[tuple[str, str, dict]] = []
@@ -45,15 +115,20 @@ class Controls:
 
     # -- switches and values ------------------------------------------------------------------------------
     def set_signal(self, name: str, on: bool):
-        "Switch a signal on or off."
-        with self._lock: old, self.signals[name] = self.signals.get(name), bool(on)
+        "Switch a signal on or off; an unknown name, or a state the run's config cannot run (`check_signals`), raises and changes nothing."
+        known_signal(name)
+        with self._lock:
+            if self.cfg is not None: check_signals(self.cfg, {**self.signals, name: bool(on)}, [name])
+            old, self.signals[name] = self.signals.get(name), bool(on)
         if old != bool(on): self._note("toggle", f"{name} {'on' if on else 'off'}", name=name, value=bool(on), old=old)
     def set_value(self, name: str, value):
         "Change a value (None: back to the config's)."
         value = None if value is None else float(value)
         with self._lock: old, self.values[name] = self.values.get(name), value
         if old != value: self._note("set", f"{name}: {old} -> {value}", name=name, value=value, old=old)
-    def signal(self, name: str, default: bool = False) -> bool: return self.signals.get(name, default)
+    def signal(self, name: str, default: bool = False) -> bool:
+        "Is signal `name` on (`default` when this run never set it)? An unknown name raises."
+        known_signal(name); return self.signals.get(name, default)
     def value(self, name: str, default=None):
         v = self.values.get(name)
         return default if v is None else v
@@ -67,5 +142,7 @@ class Controls:
         "Switches and values, for a checkpoint."
         with self._lock: return dict(signals=dict(self.signals), values=dict(self.values))
     def load_state(self, state: dict):
-        "Restore switches and values from a checkpoint (no events)."
-        with self._lock: self.signals.update(state.get("signals", {})); self.values.update(state.get("values", {}))
+        "Restore switches and values from a checkpoint (no events); switches no longer declared (an old `sft`) are dropped."
+        with self._lock:
+            self.signals.update({n: v for n, v in state.get("signals", {}).items() if n in SIGNALS})
+            self.values.update(state.get("values", {}))

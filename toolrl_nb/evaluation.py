@@ -634,7 +634,7 @@ def method_table(runs: dict,           # {label: run dir} (or a list of run dirs
             sh = q(f"""SELECT step, avg(CASE WHEN {_UNHEALTHY} THEN 1.0 ELSE 0.0 END) AS u,
                               avg(CASE WHEN state = 'healthy_tool_call' THEN 1.0 ELSE 0.0 END) AS h FROM actions GROUP BY step ORDER BY step""")
             onset, spike = _onset_and_first_spike(lg)
-            n_rounds = q("SELECT count(*) AS n FROM events WHERE kind = 'phase' AND message LIKE 'SFT round%'")["n"][0]
+            n_rounds = q("SELECT count(DISTINCT json_extract(data, '$.round')::INT) AS n FROM events WHERE kind = 'phase'")["n"][0]   # rounds carry round=N
             n_ctl = q("SELECT count(*) AS n FROM events WHERE kind = 'controller'")["n"][0]
             fin = q("SELECT accuracy, n_tasks FROM evaluations WHERE checkpoint = 'final' AND category = 'all' AND mode = 'strict' ORDER BY ts DESC LIMIT 1")
             ood = q("""SELECT mode, accuracy FROM evaluations WHERE category = 'avg' AND checkpoint <> 'final'

@@ -11,16 +11,17 @@ import altair as alt
 import ipywidgets as W
 import polars as pl
 
+from .controls import SIGNALS
 from .runlog import RunLog, reward_kl_chart, states_chart, probes_chart, bank_chart, bank_series
 from .format import CONTROL_TOKENS
 from .interop import tracker_hint
 
 # %% auto #0
-__all__ = ['SIGNALS', 'ON_SPIKE', 'STATE_COLOURS', 'chart_svg', 'highlight_controls', 'actions_html', 'topk_chart', 'has_column',
+__all__ = ['TOGGLES', 'ON_SPIKE', 'STATE_COLOURS', 'chart_svg', 'highlight_controls', 'actions_html', 'topk_chart', 'has_column',
            'reward_chart', 'frame_chart', 'Panel', 'show_panel', 'tiny_config']
 
 # %% ../nbs/14_panel.ipynb #f9ebe480
-SIGNALS = ("ops", "hbg", "ets", "prs")   # supervision switches shown as toggles (plus any others the trainer's controls hold)
+TOGGLES = tuple(n for n, s in SIGNALS.items() if s.toggle)   # the declared switches a person flips (controls.SIGNALS)
 ON_SPIKE = ("none", "stop", "pause")            # automatic action when a probe spikes
 
 def chart_svg(chart) -> str:
@@ -121,7 +122,6 @@ class Panel:
         self.error: str | None = None
         self._lock, self._closed = threading.Lock(), False
         self._pause_mark: int | None = None      # events count when Pause was clicked
-        self._seen_events = self._count("events")  # spike events after this count trigger the on_spike action
         self._chart_key, self._chart_t, self._last_step = None, 0.0, None
         self._step_times: list[tuple[float, int]] = []
         self._pending, self._pending_step = [], None   # changes made in the panel, shown until their step is logged
@@ -152,7 +152,7 @@ class Panel:
         self.status_w = W.HTML(value="", _dom_classes=["toolrl-status"])
         # supervision switches and values
         c = self.controls
-        names = list(SIGNALS) + [n for n in (c.signals if c else {}) if n not in SIGNALS and not n.startswith("on_spike")]
+        names = list(TOGGLES)
         self.signal_ws = {n: W.Checkbox(value=bool(c.signal(n)) if c else False, description=n, indent=False,
                                         disabled=not live, layout=W.Layout(width="auto")) for n in names}
         for n, w in self.signal_ws.items(): w.observe(lambda ch, n=n: self._changed(f"{n} {'on' if ch.new else 'off'}", self.controls.set_signal, n, ch.new), "value")
@@ -169,7 +169,7 @@ class Panel:
         }
         for n, w in self.value_ws.items(): w.observe(lambda ch, n=n: self._changed(f"{n} {ch.new:g}", self.controls.set_value, n, ch.new), "value")
         init = "stop" if c and c.signal("on_spike_stop") else "pause" if c and c.signal("on_spike_pause") else \
-               ("stop" if _cfg_get(cfg, "diagnostics.on_spike") == "stop" else "none")
+               (_cfg_get(cfg, "diagnostics.on_spike") or "none")
         self.on_spike_w = W.Dropdown(options=ON_SPIKE, value=init, description="on_spike", disabled=not live)
         self.on_spike_w.observe(lambda ch: self.set_on_spike(ch.new), "value")
         controls_box = W.VBox([W.HTML("<b>supervision signals</b>"), W.HBox(list(self.signal_ws.values())),
@@ -258,7 +258,16 @@ class Panel:
 
     def _changed(self, msg, setter, name, value):
         "A switch or value changed in the panel: pass it on and show it at once (it takes effect at the next step)."
-        setter(name, value)
+        if getattr(self, "_reverting", False): return      # the widget put back after a refusal: nothing to pass on
+        try: setter(name, value)
+        except ValueError as e:          # an unknown name or a switch the run's config cannot run (controls.check_signals)
+            self._notice = str(e)
+            if name in self.signal_ws and self.signal_ws[name].value == value:
+                self._reverting = True
+                try: self.signal_ws[name].value = not value
+                finally: self._reverting = False
+            self.status_w.value = self._status_html(self._last_logged()); return
+        self._notice = None
         nxt = self.trainer.step if self.trainer is not None else None
         if self._pending_step != nxt: self._pending = []
         self._pending, self._pending_step = [m for m in self._pending if m.split()[0] != name] + [msg], nxt
@@ -307,7 +316,6 @@ class Panel:
             phase = (t.phase if t is not None else "") or ""
             if self.phase_w.value != phase: self.phase_w.value = phase
             if last["t"] is not None and self.sps_w.value != round(last["t"], 2): self.sps_w.value = round(last["t"], 2)
-            self._react_to_spikes()
             self.status_w.value = self._status_html(last["s"])
             key = (last["s"], last["n"])
             if key != self._insp_key: self._insp_key = key; self._fill_steps()   # the inspector follows new steps
@@ -343,17 +351,6 @@ class Panel:
         else: self._pending = []
         if self._notice: state += f" · <b class='toolrl-notice' style='color:#b3261e'>{html.escape(self._notice)}</b>"
         return f"<span class='toolrl-state'>{state}</span> · {last}"
-
-    def _react_to_spikes(self):
-        c = self.controls
-        if c is None or not (c.signal("on_spike_stop") or c.signal("on_spike_pause")): return
-        ev = self.log.query("SELECT step, kind, message FROM events ORDER BY ts OFFSET ?", [self._seen_events])
-        self._seen_events += ev.height
-        spikes = ev.filter(pl.col("kind") == "spike")
-        if spikes.height:
-            why = f"spike at step {spikes['step'][0]}: {spikes['message'][0]}"
-            if c.signal("on_spike_stop"): c.stop(reason=why)
-            else: self._pause_mark = self._count("events"); c.pause(reason=why)
 
     def render_charts(self) -> str:
         "Reward/KL, structural-state shares, probes (with spike/collapse markers) and the probe bank as inline SVG."

@@ -22,7 +22,7 @@ from .sft import SFTConfig, sft_train, gold_conversations, conversation_example,
 from .supervision import (SupervisionConfig, compose_groups, hint_mismatch, joint_sft_term,
                                    select_failed_tasks, ets_examples, prs_examples)
 from .runlog import RunLog
-from .controls import Controls
+from .controls import Controls, start_signals, check_signals
 from .interop import check_report_to, TrackerMirror
 from .controller import ControllerConfig, StabilityController, StepView
 from .diagnostics import ProbeCollector, SpikeDetector, CollapseDetector, headline, state_frequencies, ProbeBank, signed_lead_time
@@ -67,10 +67,10 @@ class DiagnosticsConfig:
     spike_min_abs: float = 0.05     # ... and at least this absolute rise
     collapse_share: float = 0.5     # share of collapsed actions that counts as collapse
     collapse_reward_drop: float = 0.5  # or: reward below (1 - this) x its best running mean
-    on_spike: str = "none"          # what a spike does to the run: "none" | "stop" (leaves a checkpoint)
+    on_spike: str = "none"          # what a spike does to the run: "none" | "pause" (until resumed) | "stop" (leaves a checkpoint)
     bank_contexts: int = 32         # probe bank: held-out gold contexts read before RL and after every RL step (0: off)
     def __post_init__(self):
-        check(self.on_spike in ("none", "stop"), "diagnostics.on_spike", f"must be 'none' or 'stop', got {self.on_spike!r}")
+        check(self.on_spike in ("none", "pause", "stop"), "diagnostics.on_spike", f"must be 'none', 'pause' or 'stop', got {self.on_spike!r}")
 
 @dataclass
 class TrainConfig:
@@ -109,8 +109,7 @@ class TrainConfig:
         check(sup.scheme != "sft_rl" or self.warmup_tasks > 0, "warmup_tasks", "must be > 0 for the sft_rl scheme")
         check(not sup.rounds or sum(sup.rounds) == self.steps, "supervision.rounds",
               f"must add up to steps ({self.steps}), got {sup.rounds} = {sum(sup.rounds)}")
-        check(sup.scheme != "sync" or sup.ops_k + sup.hbg_h <= self.rollout.group_size - 1, "supervision.ops_k",
-              "ops_k + hbg_h must leave at least one plain rollout per group")
+        check_signals(self, start_signals(self))   # the signals' own checks (controls.SIGNALS), as a mid-run switch runs them
 
 # %% ../nbs/10_trainer.ipynb #1440c4b2
 def make_env(cfg: EnvConfig):
@@ -254,16 +253,11 @@ class Trainer:
     "One run: `Trainer(cfg).run()`, or `Trainer.resume(run_dir).run()`."
     def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True):
         self.cfg, self.progress, self.run_dir = cfg, progress, Path(cfg.run_dir)
-        self.step, self.phase = 0, "rl"               # next global step to run
+        self.step, self.phase = 0, "setup"            # next global step to run; phase: warm-up | rl | sft-round | eval
         self.warmup_done, self.rl_done, self.rounds_done, self.demand_rounds = False, 0, 0, 0
         self.controller = StabilityController(cfg.controller, cfg.grpo.lr) if cfg.controller.enabled else None
-        sup = cfg.supervision   # signal switches start from the config; the panel may flip them mid-run
-        inter = sup.scheme == "interleaved"
-        ctl = cfg.controller      # its SFT rounds on demand read the ETS (and PRS) data like the fixed rounds
-        self.controls = Controls(signals=dict(ops=sup.ops, hbg=sup.hbg, joint=sup.joint, ets=inter or ctl.sft_on_demand,
-                                              prs=(inter and sup.round_data == "ets+prs") or (ctl.sft_on_demand and ctl.sft_prs),
-                                              sft_round=False),
-                                 values=dict(lr=None, temperature=None))  # steer the run from another thread
+        self.controls = Controls(signals=start_signals(cfg), values=dict(lr=None, temperature=None),
+                                 cfg=cfg)   # switches start from the config (controls.SIGNALS); the panel may flip them mid-run
         self.prs_pool: list = []        # (step, trajectory) candidates for PRS reflections (rollout 1 of each group)
         self._gold_sft: dict = {}       # task id -> gold SFT examples for the joint loss
         torch.manual_seed(cfg.seed); random.seed(cfg.seed); np.random.seed(cfg.seed)
@@ -274,7 +268,7 @@ class Trainer:
         self.main, self.world, self.rank = self.acc.is_main_process, self.acc.num_processes, self.acc.process_index
         check(cfg.tasks_per_step % self.world == 0, "tasks_per_step",
               f"must be a multiple of the number of processes ({self.world}) so every process gets the same work")
-        check(not sup.rounds or self.world == 1, "supervision.rounds", "interleaved rounds run in a single process")
+        check(not cfg.supervision.rounds or self.world == 1, "supervision.rounds", "interleaved rounds run in a single process")
         check(not cfg.controller.sft_on_demand or self.world == 1, "controller.sft_on_demand", "SFT rounds run in a single process")
         check(cfg.grpo.zero_advantage != "drop" or self.world == 1, "grpo.zero_advantage", "'drop' runs in a single process")
         self.pad_id = self.tok.pad_token_id
@@ -364,6 +358,7 @@ class Trainer:
         cfg = self.cfg
         convs = warmup_conversations(self.env, self.train_tasks, cfg.warmup_tasks, cfg.env.fmt)
         examples = [conversation_example(self.tok, m, max_len=cfg.warmup.max_len) for m in convs]
+        self.phase = "warm-up"
         self.log.event(self.step, "phase", f"SFT warm-up on {len(examples)} gold conversations")
         sft_train(self.model, examples, cfg.warmup, on_step=self._log_sft_step, progress=self.progress and self.main, pad_id=self.pad_id)
         self.warmup_done = True
@@ -388,6 +383,7 @@ class Trainer:
     def sft_round(self):
         "SFT on ETS gold pairs (and PRS reflections) from the round's steps (T-K, T], then RL goes on."
         cfg, sup = self.cfg, self.cfg.supervision
+        self.phase = "sft-round"
         on_demand = self.controls.signal("sft_round")
         n_round = self.rounds_done + self.demand_rounds + 1
         T = self.step - 1
@@ -440,6 +436,7 @@ class Trainer:
     def rl_step(self) -> dict:
         "One GRPO step, as a story: roll out → collate → advantages → update → log. Returns the step's row."
         step, times, t0 = self.step, {}, time.perf_counter()
+        self.phase = "rl"
         temperature = self.controls.value("temperature", self.cfg.rollout.temperature)
         gcfg = dataclasses.replace(self.cfg.grpo, temperature=temperature)  # the update scores tokens as they were sampled
         tasks = self.sample_tasks(step)[self.rank::self.world]           # this process's share of the step's tasks
@@ -523,7 +520,7 @@ class Trainer:
         fired = det.update(step, value)
         if fired and not replay:
             self.log.event(step, "spike", f"{key} rose to {value:.3f}", key=key, value=value)
-            if d.on_spike == "stop": self.controls.stop(reason=f"spike on {key}")
+            self.react_to_spike(key)
         return fired
 
     def _detect(self, step: int, reward: float, shares: dict, probe_tables: dict) -> list[str]:
@@ -545,7 +542,7 @@ class Trainer:
 
     def evaluate(self, tag: str = "") -> list[dict]:
         "Greedy evaluation on the eval tasks (main process); logged to `evaluations`."
-        rows = []
+        rows, self.phase = [], "eval"
         if self.main: rows = evaluate(self.policy, self.tok, self.env, self.eval_tasks, self.cfg.env.fmt, self.cfg.eval.max_action_tokens,
                         self.cfg.rollout, step=self.step, checkpoint=tag, split=self.cfg.env.eval_split)
         self.log.log("evaluations", rows)
@@ -602,7 +599,7 @@ def read_bank(tr):
     for key in tr.bank.update(step, rows):
         value = tr.bank.series(rows)[key]
         tr.log.event(step, "spike", f"{key} moved to {value:.3f}", key=key, value=value, source="bank")
-        if tr.cfg.diagnostics.on_spike == "stop": tr.controls.stop(reason=f"spike on {key}")
+        tr.react_to_spike(key)
     if tr.rl_done == 0:
         tr.log.event(step, "probe_bank", f"{len(tr.bank.contexts)} contexts in {len(tr.bank.rows)} conversations, "
                      f"read in {time.perf_counter() - t0:.1f} s", n_contexts=len(tr.bank.contexts), seconds=time.perf_counter() - t0)
@@ -677,3 +674,11 @@ def use_config_lr(self: Trainer):
     self.scheduler.base_lrs = [lr] * len(self.scheduler.base_lrs)
     for g in self.optimizer.param_groups: g["lr"] = lr * factor
     self.log.event(self.step, "set", f"grpo.lr from config.yaml: {old:.3g} -> {lr:.3g}", name="grpo.lr", value=lr, old=old)
+
+# %% ../nbs/10_trainer.ipynb #0f465393
+@patch
+def react_to_spike(self: Trainer, key: str):
+    "The on-spike action for a spike on `key`: stop or pause at the next safe point (switches `on_spike_stop` / `on_spike_pause`)."
+    why = f"spike on {key}"
+    if self.controls.signal("on_spike_stop"): self.controls.stop(reason=why)
+    elif self.controls.signal("on_spike_pause"): self.controls.pause(reason=why)

@@ -23,6 +23,7 @@ from toolrl_nb.evaluation import pinned_checkpoint
 from toolrl_nb.panel import show_panel
 cfg = load_config(TrainConfig, {str(ROOT / 'configs/cpu/collapse.yaml')!r})
 cfg = dataclasses.replace(cfg, run_dir=str(Path(tempfile.mkdtemp()) / "live"), steps=12, tasks_per_step=1, warmup_tasks=0,
+                          supervision=dataclasses.replace(cfg.supervision, scheme="sync"),   # sync: the OPS toggle passes the signal checks
                           micro_batch_size=2, init_from=str(pinned_checkpoint({str(RUN)!r})),
                           eval=EvalConfig(n_tasks=2, at_start=False, max_action_tokens=48))
 panel = show_panel(cfg, refresh_s=0.5)
