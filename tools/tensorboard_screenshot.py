@@ -1,6 +1,6 @@
 """A screenshot of a real run in TensorBoard, for the dashboard tutorial (nbs/34_dashboard.ipynb).
 
-Trains a short real CPU run of SmolLM2-135M (the demo preset at the main job's `--quick` budget, with
+Trains a short real CPU run of SmolLM2-135M (the demo preset at a budget near the main job's `--quick` one: 4 RL steps of 1 task x 4 rollouts, with
 `report_to: [tensorboard]`), starts `tensorboard --logdir` on it and photographs its scalars in Debian's chromium
 (Playwright). Needs `make browser-deps`. Writes nbs/images/tensorboard_run.png and prints what it measured.
 Usage: .venv/bin/python tools/tensorboard_screenshot.py [--run-dir runs/tensorboard-demo]"""
@@ -11,8 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 OUT = ROOT / "nbs" / "images" / "tensorboard_run.png"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
-QUICK = ["steps=4", "warmup_tasks=4", "warmup.epochs=1", "eval.n_tasks=2", "rollout.group_size=4", "checkpoint_every=2",
-         "rollout.max_action_tokens=48", "eval.max_action_tokens=32", "report_to=[tensorboard]"]
+QUICK = ["steps=4", "tasks_per_step=1", "warmup_tasks=4", "warmup.epochs=1", "eval.n_tasks=2", "rollout.group_size=4", "checkpoint_every=2",
+         "rollout.max_action_tokens=48", "rollout.max_total_tokens=1200", "eval.max_action_tokens=32", "diagnostics.bank_contexts=8",
+         "report_to=[tensorboard]"]
 
 
 def free_port():
@@ -46,9 +47,14 @@ def main():
             page = browser.new_page(viewport=dict(width=1400, height=1000))
             page.set_default_timeout(120_000)
             page.goto(f"{url}/#timeseries")
-            page.get_by_text("rl/reward_mean").first.wait_for()
-            page.get_by_placeholder("Filter tags", exact=False).first.fill("rl/(reward_mean|kl|entropy|clip)")
-            page.wait_for_timeout(5000)                       # the charts draw after the filter settles
+            page.get_by_text("rl", exact=False).first.wait_for()         # the tag groups are listed
+            page.locator('tb-filter-input[placeholder^="Filter tags"] input').fill("rl/(reward_mean|kl|entropy|ratio_max)")
+            page.mouse.click(120, 900)                        # close the tag suggestions (a click outside them)
+            try: page.get_by_role("button", name="Settings").first.click(timeout=5000)   # fold the settings pane away
+            except Exception: pass
+            page.wait_for_timeout(8000)                       # the charts draw after the filter settles
+            shown = page.inner_text("body")
+            if "matching filter" not in shown: raise RuntimeError("TensorBoard shows no filtered cards: " + shown[:500])
             OUT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(OUT))
             browser.close()
