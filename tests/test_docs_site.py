@@ -107,10 +107,9 @@ def test_charts_are_static(site):
 
 
 
-# Files a clone does not have: the docs must name things in the repository. (nbs/13_supervision.ipynb and its module
-# still cite PAPER.md on this branch; another branch restructures that notebook: drop them from SKIP when it lands.)
+# Files a clone does not have: the docs must name things in the repository.
 OUTSIDE = re.compile(r"\.\./shared/|\b(?:PAPER|STACK|STYLE)\.md\b")
-SKIP = {"nbs/13_supervision.ipynb", "toolrl_nb/supervision.py"}
+SKIP: set = set()   # files exempt from the check (none)
 _re_link = re.compile(r"\]\(([^)\s#]+)(?:#[^)\s]*)?\)")
 
 

@@ -27,7 +27,7 @@ SCHEMES = ("rl", "sft_rl", "sync", "interleaved")
 
 @dataclass
 class SupervisionConfig:
-    "Which supervisory signals a run uses and how (PAPER.md §4-5)."
+    "Which supervisory signals a run uses and how (the paper's sections 4-5)."
     scheme: str = "rl"              # "rl" | "sft_rl" (needs warmup_tasks) | "sync" (OPS/HBG/joint) | "interleaved" (rounds)
     ops: bool = False               # OPS on at start: ops_k of G rollouts per group are gold trajectories
     ops_k: int = 1                  # gold rollouts per group (paper: 1 of 8)
