@@ -245,7 +245,8 @@ def _run_one(nb: Path, dst: Path, timeout: int, threads: int) -> dict:
         err = r.stderr.strip() or r.stdout.strip()
         if "timed out" not in err and "TimeoutError" in err: err = f"{nb.name}: a cell timed out after {timeout}s\n{err}"
         return {"nb": nb, "ok": False, "secs": secs, "error": err[-6000:] or f"{nb.name}: exit status {r.returncode}"}
-    info = json.loads(r.stdout.strip().splitlines()[-1])
+    # the result is the last JSON line: a library may print after it at exit (trackio's "Run finished")
+    info = json.loads(next(l for l in reversed(r.stdout.strip().splitlines()) if l.startswith("{")))
     return {"nb": nb, "ok": True, "secs": secs, **info}
 
 
