@@ -21,7 +21,7 @@ def test_lora_only_adapters_train():
 def test_lora_reference_is_the_base_and_stays_fixed():
     base, tok = tiny_random(0); ids = _ids(tok)
     with torch.no_grad(): base_logits = base(ids).logits
-    policy, _ = load_policy(ModelConfig(name="tiny-random", lora=True))
+    policy, _ = load_policy(ModelConfig(name="tiny-random", lora=True, single_token_tags=False))  # the raw base has no added tags
     ref = reference_policy(policy)
     assert torch.allclose(ref(input_ids=ids).logits, base_logits, atol=1e-6)
     for _ in range(3): _train_step(policy, ids)                          # B leaves 0 after the first step
