@@ -10,6 +10,10 @@ from toolrl_nb.sft import SFTExample
 from toolrl_nb.supervision import joint_sft_term
 from toolrl_nb.trainer import trainable_state
 
+# one thread in every process: torchrun sets OMP_NUM_THREADS=1 in its children, a plain process uses all cores, and a
+# different thread count changes the summation order. AdamW's first steps are nearly sign(g), so the rounding noise on
+# gradients near zero became update differences of 9e-5 (measured with OMP_NUM_THREADS unset; 1e-8 with it pinned).
+torch.set_num_threads(1)
 torch.manual_seed(0)
 model, tok = load_policy("tiny-random")
 V = model.config.vocab_size
