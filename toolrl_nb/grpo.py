@@ -19,9 +19,9 @@ from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 from .config import check
 
 # %% auto #0
-__all__ = ['GRPOConfig', 'group_advantages', 'token_logps', 'k3_kl', 'grpo_loss', 'make_optimizer', 'global_count',
-           'grpo_backward', 'ExtraLoss', 'extra_backward', 'grpo_update', 'zero_advantage_rows', 'minibatch_rows',
-           'train_step', 'random_batch', 'logit_grad_split']
+__all__ = ['GRPOConfig', 'group_advantages', 'token_logps', 'k3_kl', 'importance_ratio', 'rollout_weights', 'grpo_loss',
+           'make_optimizer', 'loss_tokens', 'global_count', 'grpo_backward', 'ExtraLoss', 'extra_backward',
+           'grpo_update', 'zero_advantage_rows', 'minibatch_rows', 'train_step', 'random_batch', 'logit_grad_split']
 
 # %% ../nbs/07_grpo.ipynb #4b860d6e
 @dataclass
@@ -37,6 +37,7 @@ class GRPOConfig:
     scale_by_std: bool = True           # advantages (r - mean_g) / (std_g + eps), else r - mean_g
     eps: float = 1e-6                   # added to the group std (veRL 1e-6; TRL hard-codes 1e-4)
     loss_agg: str = "token-mean"        # "token-mean" (paper/veRL, TRL "dapo") | "seq-mean-token-mean" (TRL "grpo")
+                                        # | "dr_grpo": a constant normaliser, trajectories x dr_grpo_tokens (TRL "dr_grpo")
     temperature: float = 1.0            # logits are divided by it before log-softmax (must match sampling)
     clip_eps_high: float | None = None  # upper clip (DAPO "clip-higher"); None = clip_eps
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas (veRL default)
@@ -47,16 +48,42 @@ class GRPOConfig:
     epochs: int = 1                     # passes over the mini-batches per RL step (PPO epochs; TRL `num_iterations`)
     zero_advantage: str = "update"      # groups whose advantages are all 0: "update" (kept, as veRL: KL, weight decay and
                                         # Adam momentum still move the weights) | "drop" (left out; nothing left: no step)
+                                        # | "resample" (DAPO dynamic sampling: the trainer replaces them with fresh tasks,
+                                        # at most `resample_tasks` per step; flat groups still left are dropped)
+    resample_tasks: int = 4             # the dynamic-sampling budget: fresh tasks rolled out per step at most
+    dr_grpo_tokens: int = 1024          # Dr. GRPO's constant tokens per trajectory (TRL `max_completion_length`)
+    importance_level: str = "token"     # the PPO ratio per "token", or per "sequence": one ratio per trajectory,
+                                        # exp(mean log-ratio over its loss tokens) (GSPO; TRL `importance_sampling_level`)
+    entropy_coef: float = 0.0           # entropy bonus: loss -= coef x token-mean entropy of the loss tokens (TRL `entropy_coef`)
+    mask_truncated: str = "none"        # actions cut by a token cap leave the loss: "none" | "action" (their tokens) |
+                                        # "trajectory" (every token of a trajectory with a cut action; TRL `mask_truncated_completions`)
+    rollout_correction: str = "none"    # sampler/trainer mismatch, w = exp(trainer - sampler log-prob) at the step's start
+                                        # weights: "none" | "tis" (loss x min(w, correction_cap)) | "mis" (w outside
+                                        # correction_band: loss 0) (TRL's vLLM importance sampling, verl `rollout_corr`)
+    correction_level: str = "token"     # w per "token", or per "sequence" (exp of the summed log difference, as TRL)
+    correction_cap: float = 2.0         # TIS cap C (TRL `vllm_importance_sampling_clip_max`)
+    correction_band: tuple[float, float] = (0.5, 2.0)  # MIS keeps tokens (sequences) with lo <= w <= hi
 
     def __post_init__(self):
-        check(self.loss_agg in ("token-mean", "seq-mean-token-mean"), "grpo.loss_agg",
-              f"must be 'token-mean' or 'seq-mean-token-mean', got {self.loss_agg!r}")
+        one_of = lambda name, *ok: check(getattr(self, name) in ok, f"grpo.{name}",
+                                         f"must be one of {', '.join(map(repr, ok))}, got {getattr(self, name)!r}")
+        one_of("loss_agg", "token-mean", "seq-mean-token-mean", "dr_grpo")
+        one_of("importance_level", "token", "sequence")
+        one_of("mask_truncated", "none", "action", "trajectory")
+        one_of("rollout_correction", "none", "tis", "mis")
+        one_of("correction_level", "token", "sequence")
+        check(self.dr_grpo_tokens >= 1, "grpo.dr_grpo_tokens", f"must be >= 1, got {self.dr_grpo_tokens}")
+        check(self.entropy_coef >= 0, "grpo.entropy_coef", f"must be >= 0, got {self.entropy_coef}")
+        check(self.clip_eps_high is None or self.clip_eps_high >= 0, "grpo.clip_eps_high", f"must be >= 0 (or None), got {self.clip_eps_high}")
+        check(self.correction_cap > 0, "grpo.correction_cap", f"must be > 0, got {self.correction_cap}")
+        lo, hi = self.correction_band
+        check(0 <= lo < 1 < hi, "grpo.correction_band", f"must be (lo, hi) with 0 <= lo < 1 < hi, got {self.correction_band}")
+        check(self.resample_tasks >= 0, "grpo.resample_tasks", f"must be >= 0, got {self.resample_tasks}")
         check(self.dual_clip is None or self.dual_clip > 1.0, "grpo.dual_clip", f"must be > 1 (or None), got {self.dual_clip}")
         check(self.temperature > 0, "grpo.temperature", f"must be > 0, got {self.temperature}")
         check(self.mini_batches >= 1, "grpo.mini_batches", f"must be >= 1, got {self.mini_batches}")
         check(self.epochs >= 1, "grpo.epochs", f"must be >= 1, got {self.epochs}")
-        check(self.zero_advantage in ("update", "drop"), "grpo.zero_advantage",
-              f"must be 'update' or 'drop', got {self.zero_advantage!r}")
+        one_of("zero_advantage", "update", "drop", "resample")
 
 # %% ../nbs/07_grpo.ipynb #3adfbbf9
 def group_advantages(
@@ -86,13 +113,15 @@ def token_logps(
     temperature: float = 1.0,    # sampling temperature; logits / temperature
     return_entropy: bool = False,# also return per-token entropy [B, T] (no grad)
     return_logits: bool = False, # also return tempered logits [B, T, V] aligned with input_ids
+    entropy_grad: bool = False,  # the entropy keeps its graph (an entropy bonus in the loss)
 ):                               # (logps [B, T], entropy [B, T] | None[, logits])
     "Log-prob of each token given its prefix, aligned with `input_ids` (column 0 is 0)."
     logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
     logits = logits[:, :-1].float() / temperature                # [B, T-1, V]: row t-1 scores token t
     logps = F.pad(selective_log_softmax(logits, input_ids[:, 1:]), (1, 0))  # [B, T]
     entropy = None
-    if return_entropy:
+    if return_entropy and entropy_grad: entropy = F.pad(entropy_from_logits(logits), (1, 0))
+    elif return_entropy:
         with torch.no_grad(): entropy = F.pad(entropy_from_logits(logits.detach()), (1, 0))
     if return_logits: return logps, entropy, F.pad(logits, (0, 0, 1, 0))
     return logps, entropy
@@ -112,10 +141,33 @@ def k3_kl(
 # %% ../nbs/07_grpo.ipynb #495964ce
 def _agg(x: Tensor, m: Tensor, mode: str, n_total=None) -> Tensor:
     "Aggregate per-token `x` [B, T] over mask `m` [B, T] into a scalar; `n_total` overrides the denominator."
-    if mode == "token-mean":
+    if mode in ("token-mean", "dr_grpo"):         # dr_grpo: n_total is the constant B x dr_grpo_tokens (see grpo_loss)
         return (x * m).sum() / max(float(m.sum() if n_total is None else n_total), 1.0)
     per_seq = (x * m).sum(-1) / m.sum(-1).clamp(min=1.0)                # [B] token-mean per trajectory
     return per_seq.sum() / max(float(x.shape[0] if n_total is None else n_total), 1.0)
+
+def importance_ratio(
+    logps: Tensor, old_logps: Tensor,  # [B, T] current (with grad) and old log-probs, 0 off the mask
+    m: Tensor,                         # [B, T] loss mask
+    level: str = "token",              # "token" | "sequence" (GSPO)
+) -> Tensor:                           # [B, T]
+    "`exp(logp - old)` per token, or GSPO's per trajectory: `exp(mean over its loss tokens of logp - old)` on each token."
+    d = logps - old_logps
+    if level == "sequence": d = ((d * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp(min=1.0)).expand_as(d)
+    return d.clamp(-20.0, 20.0).exp()
+
+def rollout_weights(
+    trainer_logps: Tensor, sampler_logps: Tensor,  # [B, T] the same sampled tokens scored by each, 0 off the mask
+    m: Tensor,                         # [B, T] loss mask
+    cfg: GRPOConfig,                   # rollout_correction, correction_level, correction_cap, correction_band
+) -> Tensor:                           # [B, T] weights, no grad
+    "TIS `min(w, cap)` or MIS `1[lo <= w <= hi]`, `w = exp(trainer - sampler)` per token or per sequence (summed, as TRL)."
+    d = (trainer_logps - sampler_logps).detach() * m
+    if cfg.correction_level == "sequence": d = d.sum(-1, keepdim=True).expand_as(d)
+    w = d.clamp(-20.0, 20.0).exp()
+    if cfg.rollout_correction == "tis": return w.clamp(max=cfg.correction_cap)
+    lo, hi = cfg.correction_band
+    return ((w >= lo) & (w <= hi)).to(w.dtype)
 
 def grpo_loss(
     logps: Tensor,            # [B, T] current log-probs (with grad)
@@ -125,16 +177,22 @@ def grpo_loss(
     ref_logps: Tensor | None = None,  # [B, T] reference log-probs; KL loss only if given and cfg.kl_coef != 0
     cfg: GRPOConfig = GRPOConfig(),
     n_total: float | None = None,     # whole-batch denominator when this is a micro-batch (see above)
+    proximal_logps: Tensor | None = None,  # [B, T] the trainer's log-probs at the step's start weights (no grad): the
+                                      # ratio's denominator, and w = exp(proximal - behaviour) for cfg.rollout_correction
+    entropy: Tensor | None = None,    # [B, T] per-token entropy WITH grad, for cfg.entropy_coef
+    n_tokens_total: float | None = None,   # whole-batch loss tokens: the entropy bonus's denominator
 ) -> tuple[Tensor, dict]:     # scalar loss, stats of floats
-    "PPO-clip (+ dual clip) GRPO loss with optional k3 KL loss; returns `(loss, stats)`."
+    "PPO-clip (+ dual clip) GRPO loss with optional k3 KL loss, entropy bonus and sampler correction; returns `(loss, stats)`."
     keep = loss_mask.bool()
     m = loss_mask.to(logps.dtype)
-    logps = torch.where(keep, logps, 0.0)                              # off-mask values (NaN, -inf) never reach
-    behaviour_logps = torch.where(keep, behaviour_logps.to(logps.dtype), 0.0)  # the loss or its gradient
-    if ref_logps is not None: ref_logps = torch.where(keep, ref_logps.to(logps.dtype), 0.0)
+    on_mask = lambda x: None if x is None else torch.where(keep, x.to(logps.dtype), 0.0)  # off-mask values (NaN, -inf)
+    logps, behaviour_logps = on_mask(logps), on_mask(behaviour_logps)                   # never reach the loss or its gradient
+    ref_logps, proximal_logps = on_mask(ref_logps), on_mask(proximal_logps)
+    if n_total is None and cfg.loss_agg == "dr_grpo": n_total = logps.shape[0] * cfg.dr_grpo_tokens
     A = (advantages if advantages.dim() == 2 else advantages[:, None]).to(logps.dtype)   # [B, 1] or [B, T]
     A = A.expand_as(logps)
-    ratio = (logps - behaviour_logps).clamp(-20.0, 20.0).exp()        # [B, T]; 1 off the mask
+    old = behaviour_logps if proximal_logps is None else proximal_logps
+    ratio = importance_ratio(logps, old, m, cfg.importance_level)     # [B, T]; 1 off the mask (token level)
     eps_hi = cfg.clip_eps if cfg.clip_eps_high is None else cfg.clip_eps_high
     pg1 = -A * ratio
     pg2 = -A * ratio.clamp(1 - cfg.clip_eps, 1 + eps_hi)
@@ -146,6 +204,12 @@ def grpo_loss(
         pg = torch.where(A < 0, torch.minimum(pg, pg3), pg)
     else:
         dual = torch.zeros_like(keep)
+    trainer = (logps if proximal_logps is None else proximal_logps).detach()   # at the start weights: see train_step
+    mis = (trainer - behaviour_logps).abs()[keep]                      # sampler/trainer mismatch of the sampled tokens
+    w = None
+    if cfg.rollout_correction != "none":
+        w = rollout_weights(trainer, behaviour_logps, m, cfg)
+        pg = pg * w                                                    # as TRL: the PG term only, not the KL term
     pg_loss = _agg(pg, m, cfg.loss_agg, n_total)
     loss, kl_loss, kl_mean = pg_loss, torch.zeros((), device=logps.device), 0.0
     if ref_logps is not None:
@@ -155,13 +219,20 @@ def grpo_loss(
         if cfg.kl_coef != 0:
             kl_loss = _agg(kl, m, cfg.loss_agg, n_total)
             loss = pg_loss + cfg.kl_coef * kl_loss
+    bonus = 0.0
+    if cfg.entropy_coef and entropy is not None:                       # a token mean whatever loss_agg (as TRL)
+        h = (entropy * m).sum() / max(float(m.sum() if n_tokens_total is None else n_tokens_total), 1.0)
+        loss = loss - cfg.entropy_coef * h; bonus = float(h.detach())
     n = int(keep.sum())
     frac = lambda b: float(b[keep].float().mean()) if n else 0.0
     r = ratio.detach()[keep]
     stats = dict(clip_frac=frac(clipped), clip_frac_low=frac(clipped & (ratio < 1)), clip_frac_high=frac(clipped & (ratio > 1)),
                  dual_clip_frac=frac(dual), ratio_mean=float(r.mean()) if n else 1.0, ratio_min=float(r.min()) if n else 1.0,
                  ratio_max=float(r.max()) if n else 1.0, kl=kl_mean, pg_loss=float(pg_loss.detach()),
-                 kl_loss=float(kl_loss.detach()), n_tokens=n)
+                 kl_loss=float(kl_loss.detach()), n_tokens=n, entropy_bonus=bonus,
+                 mismatch_abs_mean=float(mis.mean()) if n else 0.0, mismatch_abs_max=float(mis.max()) if n else 0.0,
+                 is_weight_mean=float(w[keep].mean()) if w is not None and n else 1.0,
+                 is_cut_frac=(frac(w >= cfg.correction_cap) if cfg.rollout_correction == "tis" else frac(w == 0)) if w is not None else 0.0)
     return loss, stats
 
 # %% ../nbs/07_grpo.ipynb #0641bd9b
@@ -175,7 +246,17 @@ def make_optimizer(
     return opt, LambdaLR(opt, lambda step: step / w if step < w else 1.0)
 
 # %% ../nbs/07_grpo.ipynb #d981c2df
-_TOKEN_STATS = ("clip_frac", "clip_frac_low", "clip_frac_high", "dual_clip_frac", "ratio_mean", "kl")  # token-weighted
+_TOKEN_STATS = ("clip_frac", "clip_frac_low", "clip_frac_high", "dual_clip_frac", "ratio_mean", "kl",   # token-weighted
+                "mismatch_abs_mean", "is_weight_mean", "is_cut_frac")
+
+def loss_tokens(batch: dict, cfg: GRPOConfig) -> Tensor:
+    "The loss mask after `cfg.mask_truncated`: the tokens of cut actions (or every token of their trajectories) leave it."
+    lm = batch["loss_mask"]
+    if cfg.mask_truncated == "none": return lm
+    check("truncated_mask" in batch, "grpo.mask_truncated", "needs the batch's `truncated_mask` (rollout.collate makes it)")
+    cut = batch["truncated_mask"].to(lm.device).bool()
+    if cfg.mask_truncated == "trajectory": cut = cut.any(-1, keepdim=True).expand_as(cut)
+    return lm * ~cut
 
 def global_count(n: float, accelerator=None) -> float:
     "A loss normaliser's count over all processes divided by their number (DDP averages gradients), as TRL does."
@@ -193,22 +274,26 @@ def grpo_backward(
     on_logits=None,                 # optional probe: on_logits(slice, logits [b, T, V] detached, batch) per micro-batch
 ) -> dict:                          # summed loss, token-weighted stats, t_ref (seconds of reference forward)
     "Forward + backward over micro-batches, accumulating the gradient of the whole-batch GRPO loss."
-    ids, am, lm = batch["input_ids"], batch["attention_mask"], batch["loss_mask"]
+    ids, am, lm = batch["input_ids"], batch["attention_mask"], loss_tokens(batch, cfg)
     B = ids.shape[0]
     mbs = micro_batch_size or B
     adv = batch.get("advantages")
     if adv is None: adv = group_advantages(batch["rewards"], batch["group"], cfg.scale_by_std, cfg.eps)
     adv = adv.to(ids.device)
-    beh = batch.get("behaviour_logps")
-    n_total = global_count(float(lm.sum()) if cfg.loss_agg == "token-mean" else float(B), accelerator)
+    beh, prox = batch.get("behaviour_logps"), batch.get("proximal_logps")
+    n_tok = global_count(float(lm.sum()), accelerator)
+    n_total = n_tok if cfg.loss_agg == "token-mean" else global_count(float(B), accelerator) * (
+        cfg.dr_grpo_tokens if cfg.loss_agg == "dr_grpo" else 1)
     use_ref = ref_model is not None and cfg.kl_coef != 0
     probe_batch = {**batch, "advantages": adv} if on_logits is not None else None
-    tot = defaultdict(float); ratio_max, ratio_min = 0.0, float("inf"); ent_sum, t_ref = 0.0, 0.0
+    tot = defaultdict(float); ratio_max, ratio_min, mis_max = 0.0, float("inf"), 0.0; ent_sum, t_ref = 0.0, 0.0
+    eg = bool(cfg.entropy_coef)
     for s in range(0, B, mbs):
         sl = slice(s, s + mbs)
-        if on_logits is None: logps, ent = token_logps(model, ids[sl], am[sl], cfg.temperature, return_entropy=True)
+        if on_logits is None: logps, ent = token_logps(model, ids[sl], am[sl], cfg.temperature, return_entropy=True, entropy_grad=eg)
         else:                                   # reuse the training forward's logits (tempered, aligned, no grad)
-            logps, ent, logits = token_logps(model, ids[sl], am[sl], cfg.temperature, return_entropy=True, return_logits=True)
+            logps, ent, logits = token_logps(model, ids[sl], am[sl], cfg.temperature, return_entropy=True, return_logits=True,
+                                             entropy_grad=eg)
             with torch.no_grad(): on_logits(sl, logits.detach(), probe_batch)
             del logits
         ref = None
@@ -217,18 +302,22 @@ def grpo_backward(
             with torch.no_grad(): ref, _ = token_logps(ref_model, ids[sl], am[sl], cfg.temperature)
             t_ref += time.perf_counter() - t
         b = logps.detach() if beh is None else beh[sl]
-        loss, st = grpo_loss(logps, b, adv[sl], lm[sl], ref, cfg, n_total=n_total)
+        # a correction needs the trainer's log-probs at the step's start weights: these, unless train_step gave them
+        p = prox[sl] if prox is not None else (logps.detach() if cfg.rollout_correction != "none" else None)
+        loss, st = grpo_loss(logps, b, adv[sl], lm[sl], ref, cfg, n_total=n_total, proximal_logps=p,
+                             entropy=ent if eg else None, n_tokens_total=n_tok)
         accelerator.backward(loss) if accelerator is not None else loss.backward()
         n = st["n_tokens"]
         tot["loss"] += float(loss.detach()); tot["pg_loss"] += st["pg_loss"]; tot["kl_loss"] += st["kl_loss"]
+        tot["entropy_bonus"] += st["entropy_bonus"]; mis_max = max(mis_max, st["mismatch_abs_max"])
         for k in _TOKEN_STATS: tot[k] += st[k] * n
         tot["n_tokens"] += n
         if n: ratio_max, ratio_min = max(ratio_max, st["ratio_max"]), min(ratio_min, st["ratio_min"])
-        ent_sum += float((ent * lm[sl]).sum())
+        ent_sum += float((ent.detach() * lm[sl]).sum())
     n = max(tot["n_tokens"], 1)
     out = dict(loss=tot["loss"], pg_loss=tot["pg_loss"], kl_loss=tot["kl_loss"], n_tokens=int(tot["n_tokens"]),
                ratio_max=ratio_max if tot["n_tokens"] else 1.0, ratio_min=ratio_min if tot["n_tokens"] else 1.0,
-               entropy=ent_sum / n, t_ref=t_ref)
+               entropy=ent_sum / n, t_ref=t_ref, entropy_bonus=tot["entropy_bonus"], mismatch_abs_max=mis_max)
     for k in _TOKEN_STATS: out[k] = tot[k] / n
     out["adv_mean"], out["adv_abs_mean"] = float(adv.float().mean()), float(adv.float().abs().mean())
     return out
@@ -271,7 +360,8 @@ def grpo_update(
     "One optimiser update: accumulate the GRPO gradient of `batch` (+ the extra term), clip, NaN/Inf guard, optimiser step."
     optimizer.zero_grad(set_to_none=True)
     if len(batch["input_ids"]): stats = grpo_backward(model, batch, cfg, ref_model, micro_batch_size, accelerator, on_logits)
-    else: stats = dict(loss=0.0, pg_loss=0.0, kl_loss=0.0, n_tokens=0, t_ref=0.0)   # the extra term alone
+    else: stats = dict(loss=0.0, pg_loss=0.0, kl_loss=0.0, n_tokens=0, t_ref=0.0, entropy_bonus=0.0,
+                       mismatch_abs_max=0.0)   # the extra term alone
     if extra is not None:
         ex = extra_backward(model, extra, accelerator)
         stats.update(ex); stats["loss"] += extra.weight * ex[f"{extra.name}_loss"]
@@ -338,22 +428,29 @@ def _forward_logps(model, batch: dict, rows: Tensor, cfg: GRPOConfig, mbs: int |
         out.append(lp * batch["loss_mask"][r]); del logits
     return torch.cat(out) if out else batch["loss_mask"][:0].float()
 
-def _summary(updates: list[dict], batch: dict, zero: Tensor, parts: list, optimizer, extra) -> dict:
+def _summary(updates: list[dict], batch: dict, zero: Tensor, parts: list, optimizer, extra, cfg: GRPOConfig) -> dict:
     "The step's stats from its updates' stats (see above)."
     ups = [u for u in updates if u.get("n_tokens") or extra is not None]
+    # the mismatch is read at the weights the sampler used: every update's when train_step computed them first
+    # (proximal_logps), else the first update's (its rows: the first mini-batch)
+    first = updates if "proximal_logps" in batch else updates[:1]
+    ftok = sum(u["n_tokens"] for u in first)
+    lm, eff = batch["loss_mask"], loss_tokens(batch, cfg)
     tok = sum(u["n_tokens"] for u in updates)
     mean = lambda k: sum(u[k] for u in ups) / len(ups) if ups else None
     wmean = lambda k: sum(u[k] * u["n_tokens"] for u in updates if u["n_tokens"]) / tok if tok else None
     adv, g = batch["advantages"].float(), batch["group"]
     out = dict(loss=mean("loss"), pg_loss=mean("pg_loss"), kl_loss=mean("kl_loss"), grad_norm=mean("grad_norm"),
-               **{k: wmean(k) for k in _TOKEN_STATS + ("entropy",)},
+               **{k: wmean(k) for k in _TOKEN_STATS + ("entropy",)}, entropy_bonus=mean("entropy_bonus"),
                ratio_min=min((u["ratio_min"] for u in updates if u["n_tokens"]), default=None),
                ratio_max=max((u["ratio_max"] for u in updates if u["n_tokens"]), default=None),
                lr=updates[0]["lr"] if updates else optimizer.param_groups[0]["lr"],
-               n_tokens=int(sum(int(batch["loss_mask"][r.to(batch["loss_mask"].device)].sum()) for r in parts)),
+               n_tokens=int(sum(int(eff[r.to(eff.device)].sum()) for r in parts)), n_truncated_masked=int((lm - eff).sum()),
                n_updates=sum(not u["skipped"] for u in updates), skipped=any(u["skipped"] for u in updates),
                adv_mean=float(adv.mean()), adv_abs_mean=float(adv.abs().mean()),
                zero_adv_share=len(torch.unique(g[zero.to(g.device)])) / len(torch.unique(g)), t_ref=sum(u["t_ref"] for u in updates))
+    out["mismatch_abs_mean"] = sum(u["mismatch_abs_mean"] * u["n_tokens"] for u in first if u["n_tokens"]) / ftok if ftok else None
+    out["mismatch_abs_max"] = max((u["mismatch_abs_max"] for u in first if u["n_tokens"]), default=None)
     if extra is not None: out[f"{extra.name}_loss"] = mean(f"{extra.name}_loss")
     return out
 
@@ -376,13 +473,15 @@ def train_step(
     if adv is None: adv = group_advantages(batch["rewards"], batch["group"], cfg.scale_by_std, cfg.eps)
     batch = {**batch, "advantages": adv.to(batch["input_ids"].device)}
     zero = zero_advantage_rows(batch["advantages"], batch["group"], batch["loss_mask"])
-    drop = cfg.zero_advantage == "drop"
+    drop = cfg.zero_advantage in ("drop", "resample")        # resample: the flat groups the trainer could not replace
     check(not drop or accelerator is None or accelerator.num_processes == 1, "grpo.zero_advantage",
-          "'drop' runs in a single process (processes would make different numbers of updates)")
+          f"{cfg.zero_advantage!r} runs in a single process (processes would make different numbers of updates)")
     parts = minibatch_rows(batch["group"], ~zero if drop else torch.ones_like(zero), cfg.mini_batches)
     if not parts and extra is not None and extra.micro_batches: parts = [torch.zeros(0, dtype=torch.long)]
     if len(parts) * cfg.epochs > 1 and batch.get("behaviour_logps") is None:   # fixed before the first update
         batch["behaviour_logps"] = _forward_logps(model, batch, torch.arange(len(zero)), cfg, micro_batch_size)
+    elif len(parts) * cfg.epochs > 1 and cfg.rollout_correction != "none":     # the trainer's, at the start weights
+        batch["proximal_logps"] = _forward_logps(model, batch, torch.arange(len(zero)), cfg, micro_batch_size)
     if drop and on_logits is not None and zero.any():                           # probes see the dropped rows too
         _forward_logps(model, batch, zero.nonzero()[:, 0], cfg, micro_batch_size, on_logits)
     updates = []
@@ -393,7 +492,7 @@ def train_step(
                                        probe, extra.share(i, len(parts)) if extra is not None else None))
             if on_update is not None: on_update(len(updates) - 1, updates[-1])
     if any(not u["skipped"] for u in updates): scheduler.step()
-    return _summary(updates, batch, zero, parts, optimizer, extra)
+    return _summary(updates, batch, zero, parts, optimizer, extra, cfg)
 
 # %% ../nbs/07_grpo.ipynb #02ca4a2d
 def random_batch(B: int = 6, T: int = 12, vocab_size: int = 96, G: int = 3, seed: int = 0) -> dict:

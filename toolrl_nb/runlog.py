@@ -18,9 +18,11 @@ import pyarrow as pa
 import altair as alt
 
 # %% ../nbs/08_runlog.ipynb #b3b8418e
-SCHEMA_VERSION: int = 3  # bump when TABLES changes; files written by a newer version are refused
+SCHEMA_VERSION: int = 4  # bump when TABLES changes; files written by a newer version are refused
                          # 3: steps gained the update statistics and per-phase times (older logs get them as NULL),
                          #    and the probe_bank table
+                         # 4: steps gained the stabilisers' statistics (sampler/trainer mismatch, importance weights,
+                         #    entropy bonus, masked truncated tokens, resampled tasks)
 
 _TS = "TIMESTAMP DEFAULT (current_timestamp AT TIME ZONE 'UTC')"  # UTC wall time of the insert
 _ENUM = lambda col, *vals: "VARCHAR CHECK ({} IN ({}))".format(col, ", ".join(f"'{v}'" for v in vals))
@@ -37,7 +39,11 @@ TABLES: dict[str, dict[str, str]] = {
                   ratio_min="DOUBLE", ratio_max="DOUBLE", adv_mean="DOUBLE", adv_abs_mean="DOUBLE",
                   zero_adv_share="DOUBLE", n_updates="INTEGER",
                   # per-phase seconds (v3): t_generate = t_sample + t_env + t_score; t_train = t_ref + t_update + probes' share
-                  t_sample="DOUBLE", t_env="DOUBLE", t_ref="DOUBLE", t_update="DOUBLE", t_probes="DOUBLE", t_log="DOUBLE"),
+                  t_sample="DOUBLE", t_env="DOUBLE", t_ref="DOUBLE", t_update="DOUBLE", t_probes="DOUBLE", t_log="DOUBLE",
+                  # the stabilisers (v4): sampler/trainer mismatch and its correction, entropy bonus, truncation mask,
+                  # dynamic sampling (`grpo.GRPOConfig`)
+                  mismatch_abs_mean="DOUBLE", mismatch_abs_max="DOUBLE", is_weight_mean="DOUBLE", is_cut_frac="DOUBLE",
+                  entropy_bonus="DOUBLE", n_truncated_masked="INTEGER", n_resampled="INTEGER"),
     "trajectories": dict(step="INTEGER", traj_id="VARCHAR", task_id="VARCHAR", category="VARCHAR",
                          group_idx="INTEGER", rollout_idx="INTEGER", kind=_ENUM("kind", "policy", "gold", "hint"),
                          reward="DOUBLE", passed="BOOLEAN", turn_results="JSON", first_failed_turn="INTEGER",
