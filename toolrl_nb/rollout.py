@@ -4,18 +4,19 @@
 
 # %% ../nbs/06_rollout.ipynb #f7c5fb9c
 from __future__ import annotations
-import time
+import copy, time, warnings
 from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache
 
+from .config import check
 from .envs import Env, Score, Task
 from .format import classify_action, render_chat
 
 # %% auto #0
-__all__ = ['IM_END', 'RolloutConfig', 'ActionRecord', 'Trajectory', 'NonFiniteLogits', 'sample_tokens', 'RaggedKV',
-           'observation_text', 'rollout', 'collate']
+__all__ = ['IM_END', 'RolloutConfig', 'sampling_copy', 'ActionRecord', 'Trajectory', 'NonFiniteLogits', 'sample_tokens',
+           'RaggedKV', 'observation_text', 'rollout', 'collate']
 
 # %% ../nbs/06_rollout.ipynb #48527572
 IM_END = "<|im_end|>"
@@ -32,6 +33,21 @@ class RolloutConfig:
     reuse_cache: bool = True       # one KV cache across turns (False: re-encode the whole context before every action)
     greedy: bool = False           # argmax decoding (validation); behaviour_logps are then log_softmax(logits / T)
     seed: int | None = None        # seeds a torch.Generator for sampling; None: torch's global RNG
+    sampler_precision: str = "fp32"  # the weights the trainer samples with: "fp32" (the policy itself) | "bf16" | "int8"
+                                   # (a copy, dynamically quantised): a real sampler/trainer mismatch (grpo.rollout_correction)
+
+    def __post_init__(self):
+        check(self.sampler_precision in ("fp32", "bf16", "int8"), "rollout.sampler_precision",
+              f"must be 'fp32', 'bf16' or 'int8', got {self.sampler_precision!r}")
+
+def sampling_copy(model, precision: str = "fp32"):
+    "The model a rollout samples from: `model` itself (fp32), or a copy of it in bf16 or with int8 dynamically quantised `Linear` layers."
+    if precision == "fp32": return model
+    m = copy.deepcopy(model).eval()
+    if precision == "bf16": return m.to(torch.bfloat16)
+    with warnings.catch_warnings():   # torch.ao's dynamic quantisation is deprecated (for torchao) but still works on CPU
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(m, {torch.nn.Linear}, dtype=torch.qint8)
 
 @dataclass
 class ActionRecord:
@@ -294,16 +310,19 @@ def rollout(model,                      # causal LM (HF or peft); sampled in eva
 # %% ../nbs/06_rollout.ipynb #20ab19e1
 def collate(trajs: list[Trajectory],  # trajectories (any producer)
             pad_id: int,               # filler id for padding (masks are explicit, so pad == eos is harmless)
-           ) -> dict:                  # input_ids, attention_mask, loss_mask, behaviour_logps [B, T]; rewards, group [B]
+           ) -> dict:                  # input_ids, attention_mask, loss_mask, behaviour_logps, truncated_mask [B, T]; rewards, group [B]
     "Right-pad trajectories into the batch dict `grpo` consumes; masks are explicit, never derived from ids."
     B, T = len(trajs), max(len(t.ids) for t in trajs)
     ids = torch.full((B, T), pad_id, dtype=torch.long)
     am, lm = torch.zeros(B, T, dtype=torch.long), torch.zeros(B, T, dtype=torch.long)
     lp = torch.zeros(B, T, dtype=torch.float32)
+    cut = torch.zeros(B, T, dtype=torch.long)           # 1 on the sampled tokens of actions cut by a token cap
     for i, t in enumerate(trajs):
         n = len(t.ids)
         ids[i, :n] = torch.tensor(t.ids); am[i, :n] = 1
         lm[i, :n] = torch.tensor(t.loss_mask); lp[i, :n] = torch.tensor(t.behaviour_logps)
-    return dict(input_ids=ids, attention_mask=am, loss_mask=lm, behaviour_logps=lp,
+        for a in t.actions:
+            if a.truncated: cut[i, a.start:a.end] = 1
+    return dict(input_ids=ids, attention_mask=am, loss_mask=lm, behaviour_logps=lp, truncated_mask=cut * lm,
                 rewards=torch.tensor([t.score.reward for t in trajs], dtype=torch.float32),
                 group=torch.tensor([t.group for t in trajs], dtype=torch.long))
