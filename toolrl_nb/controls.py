@@ -4,11 +4,12 @@
 
 # %% ../nbs/12_controls.ipynb #ba0815bc
 from __future__ import annotations
-import threading, time
+import dataclasses, threading, time
 from dataclasses import dataclass
 from typing import Callable
 
 from .config import check
+from .grpo import GRPOConfig, STABILISERS
 
 
 # %% auto #0
@@ -122,10 +123,19 @@ class Controls:
             old, self.signals[name] = self.signals.get(name), bool(on)
         if old != bool(on): self._note("toggle", f"{name} {'on' if on else 'off'}", name=name, value=bool(on), old=old)
     def set_value(self, name: str, value):
-        "Change a value (None: back to the config's)."
-        value = None if value is None else float(value)
+        "Change a value (None: back to the config's); a stabiliser `grpo.<field>` (`grpo.STABILISERS`) must be one the run's config accepts."
+        if name.startswith("grpo."): value = self._check_stabiliser(name, value)
+        else: value = None if value is None else float(value)
         with self._lock: old, self.values[name] = self.values.get(name), value
         if old != value: self._note("set", f"{name}: {old} -> {value}", name=name, value=value, old=old)
+    def _check_stabiliser(self, name: str, value):
+        f = name.removeprefix("grpo.")
+        if f not in STABILISERS: raise ValueError(f"unknown stabiliser {name!r}: the switchable ones are {', '.join('grpo.' + s for s in STABILISERS)}")
+        if value is None: return None
+        kind = type(getattr(GRPOConfig(), f))
+        if kind in (int, float) or f == "clip_eps_high": value = float(value)
+        if self.cfg is not None: dataclasses.replace(self.cfg.grpo, **{f: value})   # raises ConfigError naming grpo.<field>
+        return value
     def signal(self, name: str, default: bool = False) -> bool:
         "Is signal `name` on (`default` when this run never set it)? An unknown name raises."
         known_signal(name); return self.signals.get(name, default)

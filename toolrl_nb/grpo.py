@@ -19,8 +19,8 @@ from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 from .config import check
 
 # %% auto #0
-__all__ = ['GRPOConfig', 'group_advantages', 'token_logps', 'k3_kl', 'importance_ratio', 'rollout_weights', 'grpo_loss',
-           'make_optimizer', 'loss_tokens', 'global_count', 'grpo_backward', 'ExtraLoss', 'extra_backward',
+__all__ = ['STABILISERS', 'GRPOConfig', 'group_advantages', 'token_logps', 'k3_kl', 'importance_ratio', 'rollout_weights',
+           'grpo_loss', 'make_optimizer', 'loss_tokens', 'global_count', 'grpo_backward', 'ExtraLoss', 'extra_backward',
            'grpo_update', 'zero_advantage_rows', 'minibatch_rows', 'train_step', 'random_batch', 'logit_grad_split']
 
 # %% ../nbs/07_grpo.ipynb #4b860d6e
@@ -84,6 +84,16 @@ class GRPOConfig:
         check(self.mini_batches >= 1, "grpo.mini_batches", f"must be >= 1, got {self.mini_batches}")
         check(self.epochs >= 1, "grpo.epochs", f"must be >= 1, got {self.epochs}")
         one_of("zero_advantage", "update", "drop", "resample")
+
+
+STABILISERS: dict[str, str] = {   # GRPOConfig fields a run may switch mid-run (Controls.set_value("grpo.<field>", v)): TRL's name
+    "clip_eps_high": "epsilon_high (DAPO clip-higher)", "loss_agg": "loss_type ('dr_grpo': Dr. GRPO)",
+    "scale_by_std": "scale_rewards ('none' with dr_grpo)", "importance_level": "importance_sampling_level (GSPO)",
+    "entropy_coef": "entropy_coef", "zero_advantage": "(DAPO dynamic sampling: 'resample')",
+    "mask_truncated": "mask_truncated_completions", "rollout_correction": "vllm_importance_sampling_correction / _mode",
+    "correction_level": "vllm_importance_sampling_mode (token_* | sequence_*)",
+    "correction_cap": "vllm_importance_sampling_clip_max",
+}
 
 # %% ../nbs/07_grpo.ipynb #3adfbbf9
 def group_advantages(

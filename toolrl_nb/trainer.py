@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 from .envs import EnvLimits
 from .config import check, from_dict, to_dict, save_config, load_config, ConfigError, DiskFull, ensure_space, disk_full_named
 from .models import ModelConfig, load_policy, reference_policy, AdapterDisabledReference, check_tool_tags, save_tool_tags
-from .grpo import GRPOConfig, group_advantages, make_optimizer, train_step
-from .rollout import RolloutConfig, rollout, collate, NonFiniteLogits
+from .grpo import GRPOConfig, STABILISERS, group_advantages, make_optimizer, train_step
+from .rollout import RolloutConfig, rollout, collate, sampling_copy, NonFiniteLogits
 from .sft import SFTConfig, sft_train, gold_conversations, conversation_example, gold_examples, warmup_conversations
 from .supervision import (SupervisionConfig, compose_groups, hint_mismatch, joint_sft_term,
                                    select_failed_tasks, ets_examples, prs_examples)
@@ -270,7 +270,8 @@ class Trainer:
               f"must be a multiple of the number of processes ({self.world}) so every process gets the same work")
         check(not cfg.supervision.rounds or self.world == 1, "supervision.rounds", "interleaved rounds run in a single process")
         check(not cfg.controller.sft_on_demand or self.world == 1, "controller.sft_on_demand", "SFT rounds run in a single process")
-        check(cfg.grpo.zero_advantage != "drop" or self.world == 1, "grpo.zero_advantage", "'drop' runs in a single process")
+        check(cfg.grpo.zero_advantage not in ("drop", "resample") or self.world == 1, "grpo.zero_advantage",
+              f"{cfg.grpo.zero_advantage!r} runs in a single process")
         self.pad_id = self.tok.pad_token_id
         self.ref = reference_policy(self.model) if cfg.grpo.kl_coef else None
         self.env = make_env(cfg.env)
@@ -438,15 +439,41 @@ class Trainer:
         step, times, t0 = self.step, {}, time.perf_counter()
         self.phase = "rl"
         temperature = self.controls.value("temperature", self.cfg.rollout.temperature)
-        gcfg = dataclasses.replace(self.cfg.grpo, temperature=temperature)  # the update scores tokens as they were sampled
+        gcfg = self.grpo_config(temperature)                             # the config's, with the stabilisers switched mid-run
         tasks = self.sample_tasks(step)[self.rank::self.world]           # this process's share of the step's tasks
         trajs = self.roll_out(step, tasks, temperature, times)           # G per task: OPS gold, HBG hinted, plain samples
+        if gcfg.zero_advantage == "resample": tasks, trajs = self.resample(step, tasks, trajs, temperature, times, gcfg)
         batch = collate(trajs, self.pad_id)                               # one right-padded batch, explicit masks
         batch["advantages"] = group_advantages(batch["rewards"], batch["group"], gcfg.scale_by_std, gcfg.eps)
         stats = self.update(batch, tasks, gcfg, times)                    # mini-batches of groups (+ λ·SFT when joint is on)
         row = self.log_step(step, tasks, trajs, stats, times, t0)         # trajectories, probes, detectors, then the step row
         self.step += 1; self.rl_done += 1
         return row
+
+    def grpo_config(self, temperature: float) -> GRPOConfig:
+        "The step's GRPO config: the run's, with the temperature the rollout used and any stabiliser switched mid-run (`grpo.STABILISERS`)."
+        switched = {f: v for f in STABILISERS if (v := self.controls.value(f"grpo.{f}")) is not None}
+        return dataclasses.replace(self.cfg.grpo, temperature=temperature, **switched)   # the update scores tokens as sampled
+
+    def resample(self, step: int, tasks: list, trajs: list, temperature: float, times: dict, gcfg: GRPOConfig):
+        "Dynamic sampling (DAPO): groups whose rewards are all equal are replaced by fresh tasks' groups, at most `resample_tasks` tasks."
+        G, seen = self.cfg.rollout.group_size, {t.id for t in tasks}
+        fresh = [t for t in self.train_tasks if t.id not in seen]     # tasks this step has not drawn
+        random.Random(self.cfg.seed * 1_000_003 + step + 7).shuffle(fresh)
+        groups = [trajs[g * G:(g + 1) * G] for g in range(len(tasks))]
+        flat = lambda grp: len({t.reward for t in grp}) == 1
+        budget, used = min(gcfg.resample_tasks, len(fresh)), 0
+        while used < budget and (todo := [g for g, grp in enumerate(groups) if flat(grp)]):
+            new = fresh[used:used + min(len(todo), budget - used)]; used += len(new)
+            t0 = times.get("t_generate", 0.0)
+            got = self.roll_out(step, new, temperature, times)
+            times["t_generate"] += t0; times["t_sample"] = times["t_generate"] - times["t_env"] - times["t_score"]
+            for k, (g, task) in enumerate(zip(todo, new)):
+                grp = got[k * G:(k + 1) * G]
+                if flat(grp): continue                                    # no better than the group it would replace
+                groups[g] = [dataclasses.replace(t, group=g) for t in grp]; tasks = tasks[:g] + [task] + tasks[g + 1:]
+        times["n_resampled"] = used
+        return tasks, [t for grp in groups for t in grp]
 
     def roll_out(self, step: int, tasks: list, temperature: float, times: dict) -> list:
         "The step's groups: `ops_k` gold + `hbg_h` hinted + plain samples per task; times sampling, environment, scoring."
@@ -455,9 +482,11 @@ class Trainer:
         ops_k, hbg_h = sup.ops_k if sig("ops") else 0, sup.hbg_h if sig("hbg") else 0
         t = time.perf_counter()
         self.policy.eval()
+        sampler = sampling_copy(self.policy, cfg.rollout.sampler_precision)   # the policy, or a bf16 / int8 copy of it
         with torch.no_grad():
-            trajs = compose_groups(self.policy, self.tok, TimedEnv(self.env, times), tasks, rcfg, cfg.env.fmt, ops_k, hbg_h,
+            trajs = compose_groups(sampler, self.tok, TimedEnv(self.env, times), tasks, rcfg, cfg.env.fmt, ops_k, hbg_h,
                                    sup.ops_treatment, sup.ops_gamma)
+        del sampler
         times["t_generate"] = time.perf_counter() - t
         times["t_sample"] = times["t_generate"] - times.setdefault("t_env", 0.0) - times.setdefault("t_score", 0.0)
         if hbg_h:
