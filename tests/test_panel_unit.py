@@ -119,3 +119,19 @@ def test_refused_switch_shows_the_error_and_flips_back(tmp_path):
 def test_read_only_panel_on_a_missing_run(tmp_path):
     import pytest
     with pytest.raises(FileNotFoundError, match="no run log at .*nothing"): Panel.from_run(tmp_path / "nothing")
+
+
+def test_stabilisers_switch_from_the_panel(tmp_path):
+    "The stabiliser menus set `grpo.<field>` values the next RL step uses; a value the config refuses flips back with its error."
+    p = show_panel(tiny_config(tmp_path / "run", steps=1), auto_refresh=False)
+    try:
+        assert set(p.stab_ws) == {"clip_eps_high", "entropy_coef", "loss_agg", "importance_level", "zero_advantage",
+                                  "mask_truncated", "rollout_correction"}
+        assert p.stab_ws["loss_agg"].value == "token-mean" and p.stab_ws["clip_eps_high"].value == 0.2   # the config's
+        p.stab_ws["importance_level"].value = "sequence"; p.stab_ws["clip_eps_high"].value = 0.28
+        assert p.trainer.grpo_config(1.0).importance_level == "sequence" and p.trainer.grpo_config(1.0).clip_eps_high == 0.28
+        assert "grpo.importance_level sequence" in p.status_w.value           # shown as pending at once
+        p.stab_ws["entropy_coef"].value = -1.0                                 # refused: grpo.entropy_coef must be >= 0
+        assert p.stab_ws["entropy_coef"].value == 0.0 and "grpo.entropy_coef" in p.status_w.value
+        assert p.trainer.grpo_config(1.0).entropy_coef == 0.0
+    finally: p.close(); p.trainer.close()

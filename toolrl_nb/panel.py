@@ -12,6 +12,7 @@ import ipywidgets as W
 import polars as pl
 
 from .controls import SIGNALS
+from .grpo import GRPOConfig
 from .runlog import RunLog, reward_kl_chart, states_chart, probes_chart, bank_chart, bank_series
 from .format import CONTROL_TOKENS
 from .interop import tracker_hint
@@ -168,12 +169,32 @@ class Panel:
                                          style={"description_width": "initial"}),
         }
         for n, w in self.value_ws.items(): w.observe(lambda ch, n=n: self._changed(f"{n} {ch.new:g}", self.controls.set_value, n, ch.new), "value")
+        # the field's stabilisers (grpo.STABILISERS): each a GRPOConfig field, switched from the next RL step
+        g = lambda f: c.value(f"grpo.{f}") if c and c.value(f"grpo.{f}") is not None else _cfg_get(cfg, f"grpo.{f}", getattr(GRPOConfig(), f))
+        opt = lambda f, *o: W.Dropdown(options=list(o), value=g(f), description=f, disabled=not live,
+                                       style={"description_width": "initial"}, layout=W.Layout(width="auto"))
+        num = lambda f, x: W.FloatText(value=float(x), description=f, disabled=not live, style={"description_width": "initial"},
+                                       layout=W.Layout(width="190px"))
+        self.stab_ws = {
+            "clip_eps_high": num("clip_eps_high", g("clip_eps_high") if g("clip_eps_high") is not None else g("clip_eps")),
+            "entropy_coef": num("entropy_coef", g("entropy_coef")),
+            "loss_agg": opt("loss_agg", "token-mean", "seq-mean-token-mean", "dr_grpo"),
+            "importance_level": opt("importance_level", "token", "sequence"),
+            "zero_advantage": opt("zero_advantage", "update", "drop", "resample"),
+            "mask_truncated": opt("mask_truncated", "none", "action", "trajectory"),
+            "rollout_correction": opt("rollout_correction", "none", "tis", "mis"),
+        }
+        for n, w in self.stab_ws.items():
+            w.observe(lambda ch, n=n: self._changed(f"grpo.{n} {ch.new}", self.controls.set_value, f"grpo.{n}", ch.new, ch.old), "value")
         init = "stop" if c and c.signal("on_spike_stop") else "pause" if c and c.signal("on_spike_pause") else \
                (_cfg_get(cfg, "diagnostics.on_spike") or "none")
         self.on_spike_w = W.Dropdown(options=ON_SPIKE, value=init, description="on_spike", disabled=not live)
         self.on_spike_w.observe(lambda ch: self.set_on_spike(ch.new), "value")
         controls_box = W.VBox([W.HTML("<b>supervision signals</b>"), W.HBox(list(self.signal_ws.values())),
-                               *self.value_ws.values(), self.on_spike_w])
+                               *self.value_ws.values(), self.on_spike_w,
+                               W.HTML("<b>stabilisers</b> (GRPO loss and sampling, from the next RL step)"),
+                               W.HBox(list(self.stab_ws.values())[:2]), W.HBox(list(self.stab_ws.values())[2:5]),
+                               W.HBox(list(self.stab_ws.values())[5:])])
         # charts
         self.charts_w = W.HTML(value="<i>no steps yet</i>")
         self.trackers_w = W.HTML(tracker_hint(self.log.path.parent), _dom_classes=["toolrl-trackers"])  # TensorBoard, trackio, W&B
@@ -256,15 +277,16 @@ class Panel:
         self._sync_buttons("stopping")
         self._status("stopping at next safe point (checkpoint)")
 
-    def _changed(self, msg, setter, name, value):
+    def _changed(self, msg, setter, name, value, old=None):
         "A switch or value changed in the panel: pass it on and show it at once (it takes effect at the next step)."
         if getattr(self, "_reverting", False): return      # the widget put back after a refusal: nothing to pass on
         try: setter(name, value)
-        except ValueError as e:          # an unknown name or a switch the run's config cannot run (controls.check_signals)
+        except ValueError as e:          # an unknown name, a switch the run's config cannot run, a stabiliser value it refuses
             self._notice = str(e)
-            if name in self.signal_ws and self.signal_ws[name].value == value:
+            w = self.signal_ws.get(name) or self.stab_ws.get(name.removeprefix("grpo."))
+            if w is not None and w.value == value:
                 self._reverting = True
-                try: self.signal_ws[name].value = not value
+                try: w.value = (not value) if name in self.signal_ws else old
                 finally: self._reverting = False
             self.status_w.value = self._status_html(self._last_logged()); return
         self._notice = None
