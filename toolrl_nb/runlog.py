@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'TABLES', 'STEP_TABLES', 'BANK_CHART_TOKENS', 'SchemaVersionError', 'RunLogLocked', 'open_paths',
-           'RunLog', 'RunSet', 'open_many', 'steps_frame', 'state_shares', 'probe_series', 'bank_series',
+           'RunLog', 'RunSet', 'open_many', 'export_log', 'steps_frame', 'state_shares', 'probe_series', 'bank_series',
            'reward_kl_chart', 'states_chart', 'probes_chart', 'save_chart', 'bank_chart']
 
 # %% ../nbs/08_runlog.ipynb #975fb05f
@@ -382,6 +382,29 @@ def open_many(paths) -> RunSet:
                              "(DuckDB cannot attach a file this process already holds)")
         resolved[str(rid)] = str(p)
     return RunSet(resolved)
+
+# %% ../nbs/08_runlog.ipynb #2eca5757
+def export_log(run_dir,                  # a run folder (log.duckdb, config.yaml)
+               out_dir,                  # where the copy goes: out_dir/log.duckdb and out_dir/config.yaml
+               drop=("probes",),         # tables left out (empty in the copy)
+              ) -> Path:                 # the copy's log.duckdb
+    "Copy a run's log (every table but `drop`) and config into `out_dir`: the committable record of a run, no checkpoints."
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    src = run_dir / "log.duckdb"
+    if not src.exists(): raise FileNotFoundError(f"no run log at {src}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / "log.duckdb"
+    if out.exists(): out.unlink()
+    with RunLog(out) as dst:
+        dst._exec(f"ATTACH {_qs(str(src.resolve()))} AS src (READ_ONLY)")
+        try:
+            have = {r[0] for r in dst._exec("SELECT table_name FROM information_schema.tables WHERE table_catalog = 'src'")}
+            for t in TABLES:
+                if t not in drop and t in have: dst._exec(f'INSERT INTO "{t}" BY NAME SELECT * FROM src."{t}"')
+        finally: dst._exec("DETACH src")
+        dst._exec("CHECKPOINT")
+    if (run_dir / "config.yaml").exists(): shutil.copy(run_dir / "config.yaml", out_dir / "config.yaml")
+    return out
 
 # %% ../nbs/08_runlog.ipynb #e791b9b7
 def _keys(log): return "run_id, " if getattr(log, "multi", False) else ""
