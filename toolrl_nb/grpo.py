@@ -123,14 +123,18 @@ def token_logps(
     temperature: float = 1.0,    # sampling temperature; logits / temperature
     return_entropy: bool = False,# also return per-token entropy [B, T] (no grad)
     return_logits: bool = False, # also return tempered logits [B, T, V] aligned with input_ids
-    entropy_grad: bool = False,  # the entropy keeps its graph (an entropy bonus in the loss)
+    entropy_grad: bool = False,  # the entropy keeps its graph (an entropy bonus in the loss) ...
+    loss_mask: Tensor | None = None,  # ... computed only where this is 1 (0 elsewhere): [N, V] not [B, T, V] graphs
 ):                               # (logps [B, T], entropy [B, T] | None[, logits])
     "Log-prob of each token given its prefix, aligned with `input_ids` (column 0 is 0)."
     logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
     logits = logits[:, :-1].float() / temperature                # [B, T-1, V]: row t-1 scores token t
     logps = F.pad(selective_log_softmax(logits, input_ids[:, 1:]), (1, 0))  # [B, T]
     entropy = None
-    if return_entropy and entropy_grad: entropy = F.pad(entropy_from_logits(logits), (1, 0))
+    if return_entropy and entropy_grad:
+        at = torch.ones_like(input_ids[:, 1:], dtype=torch.bool) if loss_mask is None else loss_mask[:, 1:].bool()
+        entropy = logits.new_zeros(at.shape).index_put(at.nonzero(as_tuple=True), entropy_from_logits(logits[at]))
+        entropy = F.pad(entropy, (1, 0))
     elif return_entropy:
         with torch.no_grad(): entropy = F.pad(entropy_from_logits(logits.detach()), (1, 0))
     if return_logits: return logps, entropy, F.pad(logits, (0, 0, 1, 0))
@@ -300,10 +304,11 @@ def grpo_backward(
     eg = bool(cfg.entropy_coef)
     for s in range(0, B, mbs):
         sl = slice(s, s + mbs)
-        if on_logits is None: logps, ent = token_logps(model, ids[sl], am[sl], cfg.temperature, return_entropy=True, entropy_grad=eg)
+        if on_logits is None: logps, ent = token_logps(model, ids[sl], am[sl], cfg.temperature, return_entropy=True,
+                                                       entropy_grad=eg, loss_mask=lm[sl])
         else:                                   # reuse the training forward's logits (tempered, aligned, no grad)
             logps, ent, logits = token_logps(model, ids[sl], am[sl], cfg.temperature, return_entropy=True, return_logits=True,
-                                             entropy_grad=eg)
+                                             entropy_grad=eg, loss_mask=lm[sl])
             with torch.no_grad(): on_logits(sl, logits.detach(), probe_batch)
             del logits
         ref = None
