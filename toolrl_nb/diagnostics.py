@@ -191,7 +191,7 @@ class ProbeCollector:
 
     @torch.no_grad()
     def __call__(self, sl: slice,          # the micro-batch's rows in `batch`
-                 logits: Tensor,           # [b, T, V] tempered logits aligned with input_ids (row t scores token t)
+                 logits: Tensor,           # [b, T - off, V] tempered logits of the last columns (column j scores token off + j)
                  batch: dict):             # the whole batch: input_ids, loss_mask, [advantages [B] or [B, T]]
         "Read the probes of one micro-batch."
         t_start = time.perf_counter()
@@ -199,14 +199,15 @@ class ProbeCollector:
         B, g0 = ids_all.shape[0], sl.start or 0
         ids = ids_all[sl].to(logits.device); lm = batch["loss_mask"][sl].to(logits.device)
         logits = logits.detach()
+        off = ids.shape[1] - logits.shape[1]                     # logits cover columns off..T-1 (token_logps skips the rest)
         cols_used = lm.any(0).nonzero()
         if len(cols_used) == 0: self.seconds += time.perf_counter() - t_start; return     # nothing sampled here
-        lo, hi = int(cols_used[0]), int(cols_used[-1]) + 1       # normalise only where something was sampled:
+        lo, hi = max(int(cols_used[0]), off), int(cols_used[-1]) + 1   # normalise only where something was sampled:
         lse = torch.zeros(lm.shape, device=logits.device)       # the one pass over the vocabulary, the main cost
-        for i in range(lm.shape[0]): lse[i, lo:hi] = torch.logsumexp(logits[i, lo:hi].float(), -1)   # [b, T]
+        for i in range(lm.shape[0]): lse[i, lo:hi] = torch.logsumexp(logits[i, lo - off:hi - off].float(), -1)   # [b, T]
         cols = torch.as_tensor(v.read_ids, device=logits.device)
-        P = (logits[..., cols].float() - lse[..., None]).exp()                           # [b, T, K] probe-token probs
-        lp_x = logits.gather(-1, ids[..., None])[..., 0].float() - lse                    # [b, T] log p(sampled token)
+        P = torch.nn.functional.pad((logits[..., cols].float() - lse[:, off:, None]).exp(), (0, 0, off, 0))  # [b, T, K] probe-token probs
+        lp_x = torch.nn.functional.pad(logits.gather(-1, ids[:, off:, None])[..., 0].float() - lse[:, off:], (off, 0))  # [b, T] log p(sampled)
         ctrl = P[..., v.control_cols].max(-1).values                                     # [b, T] max control prob
         Pc, lpc, ctrlc = P.cpu(), lp_x.cpu(), ctrl.cpu()
         adv = batch.get("advantages")
@@ -223,12 +224,12 @@ class ProbeCollector:
             keep, detail = self.rows_for == "all" or g in sample, g in sample
             rp = probe_positions(ids_l[i], lm_l[i], v)
             for a, t in rp.after_tool_call:
-                tk = self._topk(logits[i, t]) if detail else None
+                tk = self._topk(logits[i, t - off]) if detail else None
                 for j, name in enumerate((JSON_OPEN, IM_END, TOOL_CALL_0)):
                     self._add("after_tool_call", name, float(Pc[i, t, j]), g, a, t, keep, tk)
                 atc_pos.append((i, t))
             for a, t in rp.action_start:
-                tk = self._topk(logits[i, t]) if detail else None
+                tk = self._topk(logits[i, t - off]) if detail else None
                 p_tc, p_end = float(Pc[i, t, 2]), float(Pc[i, t, 1])
                 for name, p in ((TOOL_CALL_0, p_tc), (IM_END, p_end), (OTHER, max(1.0 - p_tc - p_end, 0.0))):
                     self._add("action_start", name, p, g, a, t, keep, tk)
@@ -246,7 +247,7 @@ class ProbeCollector:
                     s[1] = max(s[1], m)
                     a, t = pos[j]
                     self._worst[probe] = dict(row=g, action_idx=a, position=t, probe=probe, token=MAX_CONTROL, prob=m,
-                                              topk=self._topk(logits[i, t]))
+                                              topk=self._topk(logits[i, t - off]))
         if self.grad_split and adv is not None and atc_pos:
             ii, tt = torch.tensor([p[0] for p in atc_pos]), torch.tensor([p[1] for p in atc_pos])
             self._split(" @after_tool_call", Pc[ii, tt, :3], ids.cpu()[ii, tt], A.cpu()[ii, tt])
@@ -282,7 +283,7 @@ def logits_with(V: int,                  # vocabulary size
     return z.float()
 
 # %% ../nbs/11_diagnostics.ipynb #85cea456
-def probe_step(logits,                  # [B, T, V] aligned logits, or a list of (slice, [b, T, V]) micro-batches
+def probe_step(logits,                  # [B, T - off, V] logits of the last columns, or a list of (slice, logits) micro-batches
                batch: dict,             # input_ids, loss_mask, [advantages | rewards + group]
                tokenizer,               # HF tokenizer or ProbeVocab
                step: int = 0,           # RL step written into the rows

@@ -19,9 +19,10 @@ from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 from .config import check
 
 # %% auto #0
-__all__ = ['STABILISERS', 'GRPOConfig', 'group_advantages', 'token_logps', 'k3_kl', 'importance_ratio', 'rollout_weights',
-           'grpo_loss', 'make_optimizer', 'loss_tokens', 'global_count', 'grpo_backward', 'ExtraLoss', 'extra_backward',
-           'grpo_update', 'zero_advantage_rows', 'minibatch_rows', 'train_step', 'random_batch', 'logit_grad_split']
+__all__ = ['STABILISERS', 'GRPOConfig', 'group_advantages', 'first_needed', 'token_logps', 'k3_kl', 'importance_ratio',
+           'rollout_weights', 'grpo_loss', 'make_optimizer', 'loss_tokens', 'global_count', 'grpo_backward',
+           'ExtraLoss', 'extra_backward', 'grpo_update', 'zero_advantage_rows', 'minibatch_rows', 'train_step',
+           'random_batch', 'logit_grad_split']
 
 # %% ../nbs/07_grpo.ipynb #4b860d6e
 @dataclass
@@ -116,28 +117,35 @@ def group_advantages(
     return dev / (var.sqrt()[idx] + eps)
 
 # %% ../nbs/07_grpo.ipynb #794b89e4
+def first_needed(loss_mask: Tensor | None) -> int:
+    "The first column any row needs a log-prob for (at least 1: column 0 has no prefix); 1 without a mask."
+    if loss_mask is None or not bool(loss_mask.any()): return 1
+    return max(int(loss_mask.any(0).nonzero()[0]), 1)
+
 def token_logps(
     model,                       # causal LM returning `.logits` [B, T, V]
     input_ids: Tensor,           # [B, T]
     attention_mask: Tensor,      # [B, T] explicit (pad == eos)
     temperature: float = 1.0,    # sampling temperature; logits / temperature
     return_entropy: bool = False,# also return per-token entropy [B, T] (no grad)
-    return_logits: bool = False, # also return tempered logits [B, T, V] aligned with input_ids
-    entropy_grad: bool = False,  # the entropy keeps its graph (an entropy bonus in the loss) ...
-    loss_mask: Tensor | None = None,  # ... computed only where this is 1 (0 elsewhere): [N, V] not [B, T, V] graphs
+    return_logits: bool = False, # also return the tempered logits [B, T - first, V] of tokens first..T-1 (see below)
+    entropy_grad: bool = False,  # the entropy keeps its graph (an entropy bonus in the loss)
+    loss_mask: Tensor | None = None,  # [B, T] 1 where a log-prob is needed: logits start at its first such column
 ):                               # (logps [B, T], entropy [B, T] | None[, logits])
-    "Log-prob of each token given its prefix, aligned with `input_ids` (column 0 is 0)."
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
-    logits = logits[:, :-1].float() / temperature                # [B, T-1, V]: row t-1 scores token t
-    logps = F.pad(selective_log_softmax(logits, input_ids[:, 1:]), (1, 0))  # [B, T]
+    "Log-prob of each token given its prefix, aligned with `input_ids` (0 before the first column any row needs)."
+    first, T = first_needed(loss_mask), input_ids.shape[1]       # tokens before `first` are scored by nobody: no logits
+    keep = {} if first == 1 else dict(logits_to_keep=T - first + 1)   # the model's lm head runs on the last T-first+1 only
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **keep).logits
+    logits = logits[:, -(T - first) - 1:-1].float() / temperature  # [B, T-first, V]: column j scores token first+j
+    logps = F.pad(selective_log_softmax(logits, input_ids[:, first:]), (first, 0))  # [B, T]
     entropy = None
-    if return_entropy and entropy_grad:
-        at = torch.ones_like(input_ids[:, 1:], dtype=torch.bool) if loss_mask is None else loss_mask[:, 1:].bool()
+    if return_entropy and entropy_grad:                          # with its graph: only where the loss reads it
+        at = torch.ones_like(input_ids[:, first:], dtype=torch.bool) if loss_mask is None else loss_mask[:, first:].bool()
         entropy = logits.new_zeros(at.shape).index_put(at.nonzero(as_tuple=True), entropy_from_logits(logits[at]))
-        entropy = F.pad(entropy, (1, 0))
+        entropy = F.pad(entropy, (first, 0))
     elif return_entropy:
-        with torch.no_grad(): entropy = F.pad(entropy_from_logits(logits.detach()), (1, 0))
-    if return_logits: return logps, entropy, F.pad(logits, (0, 0, 1, 0))
+        with torch.no_grad(): entropy = F.pad(entropy_from_logits(logits.detach()), (first, 0))
+    if return_logits: return logps, entropy, logits
     return logps, entropy
 
 # %% ../nbs/07_grpo.ipynb #f4d77727
@@ -285,7 +293,7 @@ def grpo_backward(
     ref_model=None,                 # frozen reference, used when cfg.kl_coef != 0
     micro_batch_size: int | None = None,  # trajectories per forward; None = whole batch
     accelerator=None,               # accelerate.Accelerator: its backward and process count
-    on_logits=None,                 # optional probe: on_logits(slice, logits [b, T, V] detached, batch) per micro-batch
+    on_logits=None,                 # optional probe: on_logits(slice, logits [b, T - first, V] detached, batch) per micro-batch
 ) -> dict:                          # summed loss, token-weighted stats, t_ref (seconds of reference forward)
     "Forward + backward over micro-batches, accumulating the gradient of the whole-batch GRPO loss."
     ids, am, lm = batch["input_ids"], batch["attention_mask"], loss_tokens(batch, cfg)
@@ -314,7 +322,7 @@ def grpo_backward(
         ref = None
         if use_ref:
             t = time.perf_counter()
-            with torch.no_grad(): ref, _ = token_logps(ref_model, ids[sl], am[sl], cfg.temperature)
+            with torch.no_grad(): ref, _ = token_logps(ref_model, ids[sl], am[sl], cfg.temperature, loss_mask=lm[sl])
             t_ref += time.perf_counter() - t
         b = logps.detach() if beh is None else beh[sl]
         # a correction needs the trainer's log-probs at the step's start weights: these, unless train_step gave them
@@ -438,7 +446,8 @@ def _forward_logps(model, batch: dict, rows: Tensor, cfg: GRPOConfig, mbs: int |
     probe = _rows_probe(on_logits, rows, batch) if on_logits is not None else None
     for s in range(0, len(rows), mbs):
         r = rows[s:s + mbs].to(batch["input_ids"].device)
-        lp, _, logits = token_logps(model, batch["input_ids"][r], batch["attention_mask"][r], cfg.temperature, return_logits=True)
+        lp, _, logits = token_logps(model, batch["input_ids"][r], batch["attention_mask"][r], cfg.temperature,
+                                    return_logits=True, loss_mask=batch["loss_mask"][r])
         if probe is not None: probe(slice(s, s + len(r)), logits, None)
         out.append(lp * batch["loss_mask"][r]); del logits
     return torch.cat(out) if out else batch["loss_mask"][:0].float()
