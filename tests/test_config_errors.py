@@ -39,6 +39,17 @@ CASES = {
     "grpo.mini_batches": [["grpo.mini_batches=0"]],
     "grpo.epochs": [["grpo.epochs=0"]],
     "grpo.zero_advantage": [["grpo.zero_advantage=skip"]],
+    "grpo.importance_level": [["grpo.importance_level=group"]],
+    "grpo.mask_truncated": [["grpo.mask_truncated=all"]],
+    "grpo.rollout_correction": [["grpo.rollout_correction=ppo"]],
+    "grpo.correction_level": [["grpo.correction_level=batch"]],
+    "grpo.dr_grpo_tokens": [["grpo.dr_grpo_tokens=0"]],
+    "grpo.entropy_coef": [["grpo.entropy_coef=-0.01"]],
+    "grpo.clip_eps_high": [["grpo.clip_eps_high=-0.1"]],
+    "grpo.correction_cap": [["grpo.correction_cap=0"]],
+    "grpo.correction_band": [["grpo.correction_band=[1.1,2.0]"]],
+    "grpo.resample_tasks": [["grpo.resample_tasks=-1"]],
+    "rollout.sampler_precision": [["rollout.sampler_precision=fp8"]],
     "controller.lr_factor": [["controller.lr_factor=1.5"]],
     "controller.lr_min_factor": [["controller.lr_min_factor=0"]],
     "controller.lr_recover_steps": [["controller.lr_recover_steps=0"]],
@@ -77,7 +88,7 @@ def _check_fields(fn, owner):
     fields = []
     for node in ast.walk(tree):
         assert not isinstance(node, ast.Raise), f"{owner}.__post_init__ raises directly: use check(ok, field, why)"
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "check":
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("check", "check_one_of"):
             field = node.args[1]
             assert isinstance(field, ast.Constant), f"{owner}: check() must name its field with a string literal"
             fields.append((node.lineno, field.value))

@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml
 
 # %% auto #0
-__all__ = ['ConfigError', 'check', 'coerce', 'from_dict', 'to_dict', 'load_config', 'save_config', 'DiskFull', 'ensure_space',
-           'disk_full_named']
+__all__ = ['ConfigError', 'check', 'check_one_of', 'coerce', 'from_dict', 'to_dict', 'load_config', 'save_config', 'DiskFull',
+           'ensure_space', 'disk_full_named']
 
 # %% ../nbs/00_config.ipynb #9450b5f5
 class ConfigError(ValueError):
@@ -22,6 +22,12 @@ def check(ok: bool,   # the condition that must hold
          ):
     "Raise `ConfigError` naming `field` unless `ok`. Use it in `__post_init__` for impossible values."
     if not ok: raise ConfigError(f"{field}: {why}")
+
+def check_one_of(value,       # the field's value
+                 field: str,  # its dotted path
+                 *allowed):   # the values it may take
+    "`check` that `value` is one of `allowed`, with a message listing them."
+    check(value in allowed, field, f"must be one of {', '.join(map(repr, allowed))}, got {value!r}")
 
 # %% ../nbs/00_config.ipynb #a998efed
 def _type_name(tp) -> str: return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")

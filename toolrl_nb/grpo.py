@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.optim.lr_scheduler import LambdaLR
 from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
-from .config import check
+from .config import check, check_one_of
 
 # %% auto #0
 __all__ = ['STABILISERS', 'GRPOConfig', 'group_advantages', 'first_needed', 'token_logps', 'k3_kl', 'importance_ratio',
@@ -66,13 +66,11 @@ class GRPOConfig:
     correction_band: tuple[float, float] = (0.5, 2.0)  # MIS keeps tokens (sequences) with lo <= w <= hi
 
     def __post_init__(self):
-        one_of = lambda name, *ok: check(getattr(self, name) in ok, f"grpo.{name}",
-                                         f"must be one of {', '.join(map(repr, ok))}, got {getattr(self, name)!r}")
-        one_of("loss_agg", "token-mean", "seq-mean-token-mean", "dr_grpo")
-        one_of("importance_level", "token", "sequence")
-        one_of("mask_truncated", "none", "action", "trajectory")
-        one_of("rollout_correction", "none", "tis", "mis")
-        one_of("correction_level", "token", "sequence")
+        check_one_of(self.loss_agg, "grpo.loss_agg", "token-mean", "seq-mean-token-mean", "dr_grpo")
+        check_one_of(self.importance_level, "grpo.importance_level", "token", "sequence")
+        check_one_of(self.mask_truncated, "grpo.mask_truncated", "none", "action", "trajectory")
+        check_one_of(self.rollout_correction, "grpo.rollout_correction", "none", "tis", "mis")
+        check_one_of(self.correction_level, "grpo.correction_level", "token", "sequence")
         check(self.dr_grpo_tokens >= 1, "grpo.dr_grpo_tokens", f"must be >= 1, got {self.dr_grpo_tokens}")
         check(self.entropy_coef >= 0, "grpo.entropy_coef", f"must be >= 0, got {self.entropy_coef}")
         check(self.clip_eps_high is None or self.clip_eps_high >= 0, "grpo.clip_eps_high", f"must be >= 0 (or None), got {self.clip_eps_high}")
@@ -84,7 +82,7 @@ class GRPOConfig:
         check(self.temperature > 0, "grpo.temperature", f"must be > 0, got {self.temperature}")
         check(self.mini_batches >= 1, "grpo.mini_batches", f"must be >= 1, got {self.mini_batches}")
         check(self.epochs >= 1, "grpo.epochs", f"must be >= 1, got {self.epochs}")
-        one_of("zero_advantage", "update", "drop", "resample")
+        check_one_of(self.zero_advantage, "grpo.zero_advantage", "update", "drop", "resample")
 
 
 STABILISERS: dict[str, str] = {   # GRPOConfig fields a run may switch mid-run (Controls.set_value("grpo.<field>", v)): TRL's name
