@@ -5,14 +5,16 @@ in Debian's chromium (Playwright), on real CPU runs of SmolLM2-135M:
    Start, two RL steps, the live charts; Pause; the OPS switch flipped while paused; Stop;
 2. the finished collapse run browsed read-only: the token inspector on its latest collapsed trajectory, and the SQL tab.
 
-Needs runs/collapse-lr1e-4 (nbs/30_collapse.ipynb) and `make browser-deps`. Writes nbs/images/dashboard_*.png and
-prints the timings it measured. Usage: .venv/bin/python tools/dashboard_screenshots.py"""
+Needs a finished SmolLM2 run with a pinned SFT warm-up (default runs/collapse-lr1e-4 from nbs/30_collapse.ipynb; any
+other run under runs/ as the argument) and `make browser-deps`. The cells show paths relative to the repository (the
+notebook's folder links runs/ and configs/). Writes nbs/images/dashboard_*.png and prints the timings it measured.
+Usage: .venv/bin/python tools/dashboard_screenshots.py [runs/NAME]"""
 import json, os, shutil, socket, subprocess, sys, tempfile, time, urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "nbs" / "images"
-RUN = ROOT / "runs" / "collapse-lr1e-4"
+RUN = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/collapse-lr1e-4")   # relative to ROOT, as the cells show it
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 LIVE = f"""import dataclasses, tempfile
@@ -21,7 +23,7 @@ from toolrl_nb.config import load_config
 from toolrl_nb.trainer import TrainConfig, EvalConfig
 from toolrl_nb.evaluation import pinned_checkpoint
 from toolrl_nb.panel import show_panel
-cfg = load_config(TrainConfig, {str(ROOT / 'configs/cpu/collapse.yaml')!r})
+cfg = load_config(TrainConfig, "configs/cpu/collapse.yaml")
 cfg = dataclasses.replace(cfg, run_dir=str(Path(tempfile.mkdtemp()) / "live"), steps=12, tasks_per_step=1, warmup_tasks=0,
                           supervision=dataclasses.replace(cfg.supervision, scheme="sync"),   # sync: the OPS toggle passes the signal checks
                           micro_batch_size=2, init_from=str(pinned_checkpoint({str(RUN)!r})),
@@ -50,6 +52,7 @@ def lab(tmp: Path):
     nb = dict(nbformat=4, nbformat_minor=5, cells=cells,
               metadata=dict(kernelspec=dict(name="python3", display_name="Python 3 (ipykernel)", language="python")))
     (tmp / "dashboard.ipynb").write_text(json.dumps(nb))
+    for d in ("runs", "configs"): (tmp / d).symlink_to(ROOT / d)      # the cells read repository-relative paths
     port, token = free_port(), "T"
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp / "cfg"), JUPYTERLAB_WORKSPACES_DIR=str(tmp / "ws"))
     proc = subprocess.Popen([str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
@@ -65,7 +68,7 @@ def lab(tmp: Path):
 
 def main():
     from playwright.sync_api import sync_playwright, expect
-    if not (RUN / "config.yaml").exists(): sys.exit(f"{RUN} is missing: run nbs/30_collapse.ipynb first")
+    if not (ROOT / RUN / "config.yaml").exists(): sys.exit(f"{RUN} is missing: run nbs/30_collapse.ipynb first (or name a run)")
     OUT.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp())
     proc, url = lab(tmp)
