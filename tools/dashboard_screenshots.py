@@ -8,13 +8,14 @@ in Debian's chromium (Playwright), on real CPU runs of SmolLM2-135M:
 Needs a finished SmolLM2 run with a pinned SFT warm-up (default runs/collapse-lr1e-4 from nbs/30_collapse.ipynb; any
 other run under runs/ as the argument) and `make browser-deps`. The cells show paths relative to the repository (the
 notebook's folder links runs/ and configs/). Writes nbs/images/dashboard_*.png and prints the timings it measured.
-Usage: .venv/bin/python tools/dashboard_screenshots.py [runs/NAME]"""
+Usage: .venv/bin/python tools/dashboard_screenshots.py [runs/LIVE_FROM [runs/BROWSED]]"""
 import json, os, shutil, socket, subprocess, sys, tempfile, time, urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "nbs" / "images"
-RUN = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/collapse-lr1e-4")   # relative to ROOT, as the cells show it
+RUN = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/collapse-lr1e-4")   # live run starts from its warm-up (relative to ROOT)
+DONE = Path(sys.argv[2]) if len(sys.argv) > 2 else RUN                       # the finished run the inspector and SQL browse
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 LIVE = f"""import dataclasses, tempfile
@@ -31,11 +32,11 @@ cfg = dataclasses.replace(cfg, run_dir=str(Path(tempfile.mkdtemp()) / "live"), s
 panel = show_panel(cfg, refresh_s=0.5)
 panel"""
 INSPECT = f"""from toolrl_nb.panel import Panel
-done = Panel.from_run({str(RUN)!r})
+done = Panel.from_run({str(DONE)!r})
 done.tabs.selected_index = 2
 done.show_trajectory(done.latest_collapsed())
 done"""
-SQL = f"""sql = Panel.from_run({str(RUN)!r})
+SQL = f"""sql = Panel.from_run({str(DONE)!r})
 sql.tabs.selected_index = 3
 sql.run_sql("SELECT step, avg(CASE WHEN state IN ('text_pollution', 'collapsed') THEN 1.0 ELSE 0.0 END) AS unhealthy_share "
             "FROM actions GROUP BY step ORDER BY step")
