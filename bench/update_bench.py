@@ -1,0 +1,92 @@
+"""Benchmark of one GRPO update on a real multi-turn batch: logits only where the loss reads them vs at every position.
+
+Workload: the CPU comparison preset's setting (configs/cpu/collapse.yaml: SmolLM2-135M fp32, fast lane, 72-token
+action cap): 8 trajectories = 2 groups of 4, each the gold trajectory of a training task replayed through a real
+episode (prompt with the tool docs, calls, tool responses; the same token layout a rollout gives), fixed rewards so
+every advantage is nonzero. One update = `grpo_backward` with micro-batches of 2 (the presets' size) and the
+reference forward (k3 KL 1e-4), i.e. the work of `Trainer.update` for one mini-batch (no optimiser step).
+
+  window : `token_logps(..., loss_mask=...)` (the lm head from the first sampled column on; the current code)
+  full   : the same with `first_needed` forced to 1 (the lm head and log-softmax at every position: the code before)
+
+Each measurement is a fresh worker process (its own peak RSS), variants alternating window, full, window, ...;
+one untimed warm-up update per worker. Checks that both give the same loss and gradient norm (exact change).
+Writes bench/results/update_bench_<timestamp>.json.
+
+    .venv/bin/python bench/update_bench.py --repeats 3 --threads 2
+"""
+import argparse, json, os, platform, resource, statistics, subprocess, sys, time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def worker(variant: str, threads: int) -> dict:
+    import torch
+    torch.set_num_threads(threads)
+    from toolrl_nb import grpo
+    from toolrl_nb.config import load_config
+    from toolrl_nb.models import load_policy
+    from toolrl_nb.rollout import collate
+    from toolrl_nb.supervision import gold_trajectory
+    from toolrl_nb.trainer import TrainConfig, make_env
+    if variant == "full": grpo.first_needed = lambda loss_mask: 1          # the pre-window behaviour
+    cfg = load_config(TrainConfig, ROOT / "configs/cpu/collapse.yaml")
+    model, tok = load_policy(cfg.model)
+    env = make_env(cfg.env)
+    tasks = env.tasks(cfg.env.train_split)[:8]
+    trajs = [gold_trajectory(tok, env, t, cfg=cfg.rollout, group=i // 4, rollout_idx=i % 4) for i, t in enumerate(tasks)]
+    batch = collate(trajs, tok.pad_token_id)
+    batch["rewards"] = torch.tensor([1.0, 0.0, 0.0, 1.0] * 2)
+    ref = load_policy(cfg.model)[0].eval()
+    gcfg = grpo.GRPOConfig(lr=1e-4, kl_coef=1e-4, temperature=0.7)
+    model.train()
+
+    def once():
+        model.zero_grad(set_to_none=True)
+        t = time.perf_counter()
+        st = grpo.grpo_backward(model, batch, gcfg, ref_model=ref, micro_batch_size=2)
+        dt = time.perf_counter() - t
+        gn = float(torch.norm(torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None])))
+        return dt, st, gn
+    once()                                                                  # warm-up
+    dt, st, gn = once()
+    am, lm = batch["attention_mask"], batch["loss_mask"]
+    return dict(variant=variant, seconds=dt, loss=st["loss"], grad_norm=gn, t_ref=st["t_ref"],
+                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                tokens=int(am.sum()), loss_tokens=int(lm.sum()), shape=list(am.shape),
+                first_sampled=[int(r.nonzero()[0]) for r in lm])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--worker", default="")
+    a = ap.parse_args()
+    if a.worker:
+        print(json.dumps(worker(a.worker, a.threads))); return
+    runs = []
+    for i in range(a.repeats):
+        for v in ("window", "full"):
+            load = os.getloadavg()[0]
+            out = subprocess.run([sys.executable, __file__, "--worker", v, "--threads", str(a.threads)],
+                                 capture_output=True, text=True, check=True)
+            r = json.loads(out.stdout.strip().splitlines()[-1]); r["load_before"] = round(load, 2); runs.append(r)
+            print(f"{v:>6}: {r['seconds']:.2f} s  peak {r['peak_rss_mb']:.0f} MB  loss {r['loss']:.6f}  "
+                  f"grad_norm {r['grad_norm']:.6f}  load {load:.2f}", flush=True)
+    med = {v: statistics.median(r["seconds"] for r in runs if r["variant"] == v) for v in ("window", "full")}
+    mem = {v: statistics.median(r["peak_rss_mb"] for r in runs if r["variant"] == v) for v in ("window", "full")}
+    w, f = (next(r for r in runs if r["variant"] == v) for v in ("window", "full"))
+    summary = dict(median_s=med, ratio_full_over_window=med["full"] / med["window"], median_peak_rss_mb=mem,
+                   loss_abs_diff=abs(w["loss"] - f["loss"]), grad_norm_rel_diff=abs(w["grad_norm"] - f["grad_norm"]) / f["grad_norm"],
+                   batch=dict(shape=w["shape"], tokens=w["tokens"], loss_tokens=w["loss_tokens"], first_sampled=w["first_sampled"]))
+    print(json.dumps(summary, indent=1))
+    meta = dict(machine=platform.processor() or platform.machine(), cpus=os.cpu_count(), threads=a.threads,
+                python=platform.python_version(), when=time.strftime("%Y-%m-%d %H:%M:%S"))
+    dest = ROOT / "bench" / "results" / f"update_bench_{time.strftime('%Y%m%d_%H%M%S')}.json"
+    dest.write_text(json.dumps(dict(meta=meta, summary=summary, runs=runs), indent=1))
+    print(dest.relative_to(ROOT))
+
+
+if __name__ == "__main__": main()
