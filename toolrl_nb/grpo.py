@@ -295,6 +295,7 @@ def grpo_backward(
 ) -> dict:                          # summed loss, token-weighted stats, t_ref (seconds of reference forward)
     "Forward + backward over micro-batches, accumulating the gradient of the whole-batch GRPO loss."
     ids, am, lm = batch["input_ids"], batch["attention_mask"], loss_tokens(batch, cfg)
+    win = batch["loss_mask"]                # every sampled token (⊇ lm): logits from its first column, as the probes read them
     B = ids.shape[0]
     mbs = micro_batch_size or B
     adv = batch.get("advantages")
@@ -311,16 +312,16 @@ def grpo_backward(
     for s in range(0, B, mbs):
         sl = slice(s, s + mbs)
         if on_logits is None: logps, ent = token_logps(model, ids[sl], am[sl], cfg.temperature, return_entropy=True,
-                                                       entropy_grad=eg, loss_mask=lm[sl])
+                                                       entropy_grad=eg, loss_mask=win[sl])
         else:                                   # reuse the training forward's logits (tempered, aligned, no grad)
             logps, ent, logits = token_logps(model, ids[sl], am[sl], cfg.temperature, return_entropy=True, return_logits=True,
-                                             entropy_grad=eg, loss_mask=lm[sl])
+                                             entropy_grad=eg, loss_mask=win[sl])
             with torch.no_grad(): on_logits(sl, logits.detach(), probe_batch)
             del logits
         ref = None
         if use_ref:
             t = time.perf_counter()
-            with torch.no_grad(): ref, _ = token_logps(ref_model, ids[sl], am[sl], cfg.temperature, loss_mask=lm[sl])
+            with torch.no_grad(): ref, _ = token_logps(ref_model, ids[sl], am[sl], cfg.temperature, loss_mask=win[sl])
             t_ref += time.perf_counter() - t
         b = logps.detach() if beh is None else beh[sl]
         # a correction needs the trainer's log-probs at the step's start weights: these, unless train_step gave them
