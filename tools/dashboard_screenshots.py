@@ -5,8 +5,9 @@ in Debian's chromium (Playwright), on real CPU runs of SmolLM2-135M:
    Start, two RL steps, the live charts; Pause; the OPS switch flipped while paused; Stop;
 2. the finished collapse run browsed read-only: the token inspector on its latest collapsed trajectory, and the SQL tab.
 
-Needs a finished SmolLM2 run with a pinned SFT warm-up (default runs/collapse-lr1e-4 from nbs/30_collapse.ipynb; any
-other run under runs/ as the argument) and `make browser-deps`. The cells show paths relative to the repository (the
+Needs a SmolLM2 run with a pinned SFT warm-up for the live run to start from (default runs/collapse-lr1e-4 from
+nbs/30_collapse.ipynb), optionally another finished run under runs/ to browse (default the same), and
+`make browser-deps`. The cells show paths relative to the repository (the
 notebook's folder links runs/ and configs/). Writes nbs/images/dashboard_*.png and prints the timings it measured.
 Usage: .venv/bin/python tools/dashboard_screenshots.py [runs/LIVE_FROM [runs/BROWSED]]"""
 import json, os, shutil, socket, subprocess, sys, tempfile, time, urllib.request
