@@ -41,9 +41,12 @@ def tag_token_ids(tokenizer) -> dict[str, list[int]]:
 def add_special_tags(tokenizer, # a HF tokenizer; modified in place
                      model,     # its causal LM; embeddings resized in place
                      tags=TOOL_TAGS, # names in `CONTROL_TOKENS` to make atomic
+                     init: str = "first", # a new row starts as its first piece's row ("first") or the pieces' mean ("mean")
                     ) -> list[int]:
-    "Register the tool tags as single special tokens, init each new embedding row as the mean of its pieces; return the tags' ids."
+    "Register the tool tags as single special tokens, init each new embedding row from its pieces' rows; return the tags' ids."
     import torch
+    if init not in ("first", "mean"): raise ValueError(f"init must be 'first' or 'mean', not {init!r}")
+    start = lambda w, p: w[p[0]] if init == "first" else w[p].mean(0)
     pieces = {CONTROL_TOKENS[k]: tokenizer.encode(CONTROL_TOKENS[k], add_special_tokens=False) for k in tags}
     new = [s for s, p in pieces.items() if len(p) != 1]
     if new:
@@ -53,9 +56,9 @@ def add_special_tags(tokenizer, # a HF tokenizer; modified in place
         with torch.no_grad():
             for s in new:
                 i = tokenizer.convert_tokens_to_ids(s)
-                ins.weight[i] = ins.weight[pieces[s]].mean(0)
+                ins.weight[i] = start(ins.weight, pieces[s])
                 if outs is not None and outs.weight.data_ptr() != ins.weight.data_ptr():
-                    outs.weight[i] = outs.weight[pieces[s]].mean(0)
+                    outs.weight[i] = start(outs.weight, pieces[s])
     return [tokenizer.convert_tokens_to_ids(CONTROL_TOKENS[k]) for k in tags]
 
 # %% ../nbs/01_format.ipynb #8e74f8d2
