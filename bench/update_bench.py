@@ -1,19 +1,23 @@
-"""Benchmark of one GRPO update on a real multi-turn batch: logits only where the loss reads them vs at every position.
+"""Benchmark of one GRPO update on a real multi-turn batch: a group's prompt encoded once, logits only where the loss
+reads them, against the full forward.
 
 Workload: the CPU comparison preset's setting (configs/cpu/collapse.yaml: SmolLM2-135M fp32, fast lane, 72-token
-action cap): 8 trajectories = 2 groups of 4, each the gold trajectory of a training task replayed through a real
-episode (prompt with the tool docs, calls, tool responses; the same token layout a rollout gives), fixed rewards so
-every advantage is nonzero. One update = `grpo_backward` with micro-batches of 2 (the presets' size) and the
-reference forward (k3 KL 1e-4), i.e. the work of `Trainer.update` for one mini-batch (no optimiser step).
+action cap): 8 trajectories = 2 groups of 4 (`--distinct 1`: 8 groups of 1, the 2026-12-06 05:47 workload), each the
+gold trajectory of a training task replayed through a real episode (prompt with the tool docs, calls, tool
+responses; the same token layout a rollout gives; a group's 4 rows replay the same task, as its rollouts share the
+prompt), fixed rewards so every advantage is nonzero. One update = `grpo_backward` with micro-batches of
+`--micro-batch` (2: compare.yaml; 4: collapse.yaml) and the reference forward (k3 KL 1e-4), i.e. the work of
+`Trainer.update` for one mini-batch (no optimiser step).
 
-  window : `token_logps(..., loss_mask=...)` (the lm head from the first sampled column on; the current code)
-  full   : the same with `first_needed` forced to 1 (the lm head and log-softmax at every position: the code before)
+  shared : the current code: a micro-batch's common prompt encoded once (`shared_prefix`) + the logits window
+  window : the logits window only (`shared_prefix` forced to 0)
+  full   : neither (`first_needed` forced to 1 as well: the lm head at every position; the code of main at 1f81cba)
 
-Each measurement is a fresh worker process (its own peak RSS), variants alternating window, full, window, ...;
+Each measurement is a fresh worker process (its own peak RSS), variants alternating shared, window, full, shared, ...;
 one untimed warm-up update per worker. Checks that both give the same loss and gradient norm (exact change).
 Writes bench/results/update_bench_<timestamp>.json.
 
-    .venv/bin/python bench/update_bench.py --repeats 3 --threads 2
+    .venv/bin/python bench/update_bench.py --repeats 3 --threads 2 --micro-batch 2
 """
 import argparse, json, os, platform, resource, statistics, subprocess, sys, time
 from pathlib import Path
@@ -21,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def worker(variant: str, threads: int) -> dict:
+def worker(variant: str, threads: int, mbs: int, distinct: int) -> dict:
     import torch
     torch.set_num_threads(threads)
     from toolrl_nb import grpo
@@ -30,11 +34,12 @@ def worker(variant: str, threads: int) -> dict:
     from toolrl_nb.rollout import collate
     from toolrl_nb.supervision import gold_trajectory
     from toolrl_nb.trainer import TrainConfig, make_env
+    if variant in ("window", "full"): grpo.shared_prefix = lambda *a: 0      # no prompt sharing
     if variant == "full": grpo.first_needed = lambda loss_mask: 1          # the pre-window behaviour
     cfg = load_config(TrainConfig, ROOT / "configs/cpu/collapse.yaml")
     model, tok = load_policy(cfg.model)
     env = make_env(cfg.env)
-    tasks = env.tasks(cfg.env.train_split)[:8]
+    tasks = [t for t in env.tasks(cfg.env.train_split)[:8 // (4 // distinct)] for _ in range(4 // distinct)]
     trajs = [gold_trajectory(tok, env, t, cfg=cfg.rollout, group=i // 4, rollout_idx=i % 4) for i, t in enumerate(tasks)]
     batch = collate(trajs, tok.pad_token_id)
     batch["rewards"] = torch.tensor([1.0, 0.0, 0.0, 1.0] * 2)
@@ -45,7 +50,7 @@ def worker(variant: str, threads: int) -> dict:
     def once():
         model.zero_grad(set_to_none=True)
         t = time.perf_counter()
-        st = grpo.grpo_backward(model, batch, gcfg, ref_model=ref, micro_batch_size=2)
+        st = grpo.grpo_backward(model, batch, gcfg, ref_model=ref, micro_batch_size=mbs)
         dt = time.perf_counter() - t
         gn = float(torch.norm(torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None])))
         return dt, st, gn
@@ -62,24 +67,32 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--micro-batch", type=int, default=2)
+    ap.add_argument("--distinct", type=int, default=1, help="distinct tasks per group of 4 (1: a rollout group; 4: 8 different tasks)")
+    ap.add_argument("--variants", default="shared,window,full")
     ap.add_argument("--worker", default="")
     a = ap.parse_args()
     if a.worker:
-        print(json.dumps(worker(a.worker, a.threads))); return
+        print(json.dumps(worker(a.worker, a.threads, a.micro_batch, a.distinct))); return
+    variants = a.variants.split(",")
     runs = []
     for i in range(a.repeats):
-        for v in ("window", "full"):
+        for v in variants:
             load = os.getloadavg()[0]
-            out = subprocess.run([sys.executable, __file__, "--worker", v, "--threads", str(a.threads)],
+            out = subprocess.run([sys.executable, __file__, "--worker", v, "--threads", str(a.threads),
+                                  "--micro-batch", str(a.micro_batch), "--distinct", str(a.distinct)],
                                  capture_output=True, text=True, check=True)
             r = json.loads(out.stdout.strip().splitlines()[-1]); r["load_before"] = round(load, 2); runs.append(r)
             print(f"{v:>6}: {r['seconds']:.2f} s  peak {r['peak_rss_mb']:.0f} MB  loss {r['loss']:.6f}  "
                   f"grad_norm {r['grad_norm']:.6f}  load {load:.2f}", flush=True)
-    med = {v: statistics.median(r["seconds"] for r in runs if r["variant"] == v) for v in ("window", "full")}
-    mem = {v: statistics.median(r["peak_rss_mb"] for r in runs if r["variant"] == v) for v in ("window", "full")}
-    w, f = (next(r for r in runs if r["variant"] == v) for v in ("window", "full"))
-    summary = dict(median_s=med, ratio_full_over_window=med["full"] / med["window"], median_peak_rss_mb=mem,
-                   loss_abs_diff=abs(w["loss"] - f["loss"]), grad_norm_rel_diff=abs(w["grad_norm"] - f["grad_norm"]) / f["grad_norm"],
+    med = {v: statistics.median(r["seconds"] for r in runs if r["variant"] == v) for v in variants}
+    mem = {v: statistics.median(r["peak_rss_mb"] for r in runs if r["variant"] == v) for v in variants}
+    first = {v: next(r for r in runs if r["variant"] == v) for v in variants}
+    base, w = first[variants[-1]], first[variants[0]]                  # the last variant is the baseline
+    summary = dict(median_s=med, **{f"ratio_{variants[-1]}_over_{v}": med[variants[-1]] / med[v] for v in variants[:-1]},
+                   median_peak_rss_mb=mem, micro_batch=a.micro_batch, distinct_tasks_per_group=a.distinct,
+                   loss_abs_diff={v: abs(first[v]["loss"] - base["loss"]) for v in variants[:-1]},
+                   grad_norm_rel_diff={v: abs(first[v]["grad_norm"] - base["grad_norm"]) / base["grad_norm"] for v in variants[:-1]},
                    batch=dict(shape=w["shape"], tokens=w["tokens"], loss_tokens=w["loss_tokens"], first_sampled=w["first_sampled"]))
     print(json.dumps(summary, indent=1))
     meta = dict(machine=platform.processor() or platform.machine(), cpus=os.cpu_count(), threads=a.threads,

@@ -14,15 +14,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.optim.lr_scheduler import LambdaLR
+from transformers import DynamicCache
 from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
 from .config import check, check_one_of
 
 # %% auto #0
-__all__ = ['STABILISERS', 'GRPOConfig', 'group_advantages', 'first_needed', 'token_logps', 'k3_kl', 'importance_ratio',
-           'rollout_weights', 'grpo_loss', 'make_optimizer', 'loss_tokens', 'global_count', 'grpo_backward',
-           'ExtraLoss', 'extra_backward', 'grpo_update', 'zero_advantage_rows', 'minibatch_rows', 'train_step',
-           'random_batch', 'logit_grad_split']
+__all__ = ['STABILISERS', 'GRPOConfig', 'group_advantages', 'first_needed', 'shared_prefix', 'token_logps', 'k3_kl',
+           'importance_ratio', 'rollout_weights', 'grpo_loss', 'make_optimizer', 'loss_tokens', 'global_count',
+           'grpo_backward', 'ExtraLoss', 'extra_backward', 'grpo_update', 'zero_advantage_rows', 'minibatch_rows',
+           'train_step', 'random_batch', 'logit_grad_split']
 
 # %% ../nbs/07_grpo.ipynb #4b860d6e
 @dataclass
@@ -120,6 +121,12 @@ def first_needed(loss_mask: Tensor | None) -> int:
     if loss_mask is None or not bool(loss_mask.any()): return 1
     return max(int(loss_mask.any(0).nonzero()[0]), 1)
 
+def shared_prefix(input_ids: Tensor, attention_mask: Tensor, limit: int) -> int:
+    "How many leading columns (at most `limit`) hold the same real token in every row: a group's common prompt."
+    if input_ids.shape[0] < 2 or limit < 1: return 0
+    same = (input_ids[:, :limit] == input_ids[:1, :limit]).all(0) & attention_mask[:, :limit].bool().all(0)
+    return limit if bool(same.all()) else int((~same).nonzero()[0])
+
 def token_logps(
     model,                       # causal LM returning `.logits` [B, T, V]
     input_ids: Tensor,           # [B, T]
@@ -129,11 +136,18 @@ def token_logps(
     return_logits: bool = False, # also return the tempered logits [B, T - first, V] of tokens first..T-1 (see below)
     entropy_grad: bool = False,  # the entropy keeps its graph (an entropy bonus in the loss)
     loss_mask: Tensor | None = None,  # [B, T] 1 where a log-prob is needed: logits start at its first such column
+    share_prefix: int = 32,      # rows sharing at least this many leading tokens encode them once (0: never)
 ):                               # (logps [B, T], entropy [B, T] | None[, logits])
     "Log-prob of each token given its prefix, aligned with `input_ids` (0 before the first column any row needs)."
     first, T = first_needed(loss_mask), input_ids.shape[1]       # tokens before `first` are scored by nobody: no logits
     keep = {} if first == 1 else dict(logits_to_keep=T - first + 1)   # the model's lm head runs on the last T-first+1 only
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **keep).logits
+    P = shared_prefix(input_ids, attention_mask, first - 1) if share_prefix else 0   # P < first: no scored column in it
+    if P >= max(share_prefix, 1):       # the common prompt once; its keys/values repeated over the rows (grad sums back)
+        kv = DynamicCache()
+        model(input_ids=input_ids[:1, :P], attention_mask=attention_mask[:1, :P], cache=kv, use_cache=True, logits_to_keep=1)
+        kv.batch_repeat_interleave(input_ids.shape[0])
+        logits = model(input_ids=input_ids[:, P:], attention_mask=attention_mask, cache=kv, use_cache=True, **keep).logits
+    else: logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **keep).logits
     logits = logits[:, -(T - first) - 1:-1].float() / temperature  # [B, T-first, V]: column j scores token first+j
     logps = F.pad(selective_log_softmax(logits, input_ids[:, first:]), (first, 0))  # [B, T]
     entropy = None
