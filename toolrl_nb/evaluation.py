@@ -193,6 +193,7 @@ def gold_loglik(model, tok, env, tasks,    # policy, its tokenizer, environment,
                 max_len: int = 8192,      # left-truncation of each gold conversation
                ) -> pl.DataFrame:
     "Teacher-forced mean log-prob of the gold actions (+ <|im_end|>) per format: fmt, category (and `all`), n_tasks, mean_logp."
+    from toolrl_nb.grpo import token_logps
     from toolrl_nb.sft import conversation_example, gold_trajectories
     dev, rows = next(model.parameters()).device, []
     was_training = model.training; model.eval()
@@ -201,9 +202,9 @@ def gold_loglik(model, tok, env, tasks,    # policy, its tokenizer, environment,
         for task, msgs in gold_trajectories(env, tasks, fmt):
             ex = conversation_example(tok, msgs, max_len=max_len)
             ids = torch.tensor([ex.input_ids], device=dev)
-            with torch.no_grad(): lp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)
-            m = torch.tensor(ex.loss_mask[1:], dtype=torch.bool, device=dev)
-            per.setdefault(task.category, []).append(lp.gather(-1, ids[0, 1:, None])[:, 0][m].mean().item())
+            m = torch.tensor([ex.loss_mask], dtype=torch.bool, device=dev)
+            with torch.no_grad(): lp, _ = token_logps(model, ids, torch.ones_like(ids), loss_mask=m)  # lm head from the 1st action
+            per.setdefault(task.category, []).append(lp[m].mean().item())
         per["all"] = [v for vs in per.values() for v in vs]
         rows += [dict(fmt=fmt, category=c, n_tasks=len(v), mean_logp=sum(v) / len(v)) for c, v in per.items() if v]
     model.train(was_training)
