@@ -162,31 +162,11 @@ def forced_prefix_episodes(model, tok, env, tasks,   # policy, its tokenizer, en
                            max_total_tokens: int = 4096,  # the episode ends when its context reaches this
                            prefix: str | None = None,     # override the opening
                           ) -> list[tuple]:
-    "Greedy episodes whose calling turns start with a prefilled call opening: (task, score, actions) per task."
-    from toolrl_nb.format import render_chat
-    from toolrl_nb.rollout import IM_END
-    prefix = FORCED_PREFIX[fmt] if prefix is None else prefix
-    im_end, dev = tok.convert_tokens_to_ids(IM_END), next(model.parameters()).device
-    n_pre = len(tok(prefix, add_special_tokens=False)["input_ids"])
-    was_training = model.training; model.eval(); out = []
-    for task in tasks:
-        ep, turn, first, acts = env.reset(task, fmt), 0, True, []
-        while not ep.done:
-            pre = prefix if first and turn < len(task.ground_truth) and task.ground_truth[turn] else ""
-            ids = tok(render_chat(ep.messages, add_generation_prompt=True) + pre, add_special_tokens=False,
-                      return_tensors="pt")["input_ids"].to(dev)
-            budget = min(max_action_tokens - (n_pre if pre else 0), max_total_tokens - ids.shape[1] - 1)
-            if budget < 1: break
-            with torch.no_grad():
-                gen = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=budget, do_sample=False,
-                                     eos_token_id=im_end, pad_token_id=tok.pad_token_id)[0, ids.shape[1]:].tolist()
-            if gen and gen[-1] == im_end: gen = gen[:-1]
-            acts.append(pre + tok.decode(gen, skip_special_tokens=False))
-            obs = ep.step(acts[-1])
-            first = obs.kind == "next_turn"; turn += first
-        out.append((task, ep.score(), acts))
-    model.train(was_training)
-    return out
+    "Greedy episodes, all tasks in one batched rollout, whose calling turns start with a prefilled call opening: (task, score, actions)."
+    cfg = RolloutConfig(group_size=1, greedy=True, max_action_tokens=max_action_tokens, max_total_tokens=max_total_tokens)
+    with torch.no_grad():
+        trajs = rollout(model, tok, env, tasks, cfg, fmt=fmt, prefill=FORCED_PREFIX[fmt] if prefix is None else prefix)
+    return [(t.task, t.score, [a.text for a in t.actions]) for t in trajs]
 
 def gold_loglik(model, tok, env, tasks,    # policy, its tokenizer, environment, tasks
                 fmts=("json", "python"),  # call formats to render the gold in

@@ -204,6 +204,8 @@ class _Row:
     done: bool = False
     end: str = ""
     sample_prompt: list[int] | None = None               # HBG: the hinted prompt the cache holds instead of ids[:prompt_len]
+    first: bool = True                                   # the next action is its turn's first
+    pre: str = ""                                        # prefill written before the action being sampled
 
 def _state_name(s) -> str: return getattr(s, "value", s)
 
@@ -217,6 +219,8 @@ def rollout(model,                      # causal LM (HF or peft); sampled in eva
             progress: bool = False,     # print one line per action round
             hints: dict | None = None,  # {(group, rollout): hint}: appended to the system message of the SAMPLING
                                         # context only (HBG); ids, messages and the loss keep the hint-free prompt
+            prefill: str = "",          # written (forced, loss mask 0) at the start of each turn's first action when
+                                        # the task's gold has calls in that turn (forced-prefix evaluation)
            ) -> list[Trajectory]:       # len(tasks) * G, task-major: rows g*G .. g*G+G-1 are group g
     "Sample G multi-turn trajectories per task, all rows batched in one KV cache, token in / token out."
     G, pad_id = cfg.group_size, tokenizer.pad_token_id
@@ -252,6 +256,11 @@ def rollout(model,                      # causal LM (HF or peft); sampled in eva
         live = [b for b, r in enumerate(rows) if not r.done]
         if not live: break
         t0 = time.perf_counter()
+        for b in live:   # forced-prefix evaluation: the call opening is context, not a sample
+            r, gold = rows[b], rows[b].task.ground_truth
+            pre = encode(prefill) if prefill and r.first and r.turn < len(gold) and gold[r.turn] else []
+            r.pre = prefill if pre and len(r.ids) + len(pre) + 2 <= cfg.max_total_tokens else ""
+            if r.pre: r.ids += pre; r.loss_mask += [0] * len(pre); r.logps += [0.0] * len(pre)
 
         # 2. context into the cache: only the tokens not yet fed (reuse) or everything, in a fresh cache (baseline)
         if kv is None or not cfg.reuse_cache:
@@ -264,7 +273,8 @@ def rollout(model,                      # causal LM (HF or peft); sampled in eva
         for b in live: rows[b].fed = len(rows[b].ids)
 
         # 3. decode: rows sample until <|im_end|> or their budget; rows already done feed pads (mask 0) meanwhile
-        budget = {b: min(cfg.max_action_tokens, cfg.max_total_tokens - 1 - len(rows[b].ids)) for b in live}
+        budget = {b: max(1, min(cfg.max_action_tokens - len(encode(rows[b].pre)) if rows[b].pre else cfg.max_action_tokens,
+                                cfg.max_total_tokens - 1 - len(rows[b].ids))) for b in live}
         for b in live: rows[b].sampled = []
         active = list(live)
         while active:
@@ -284,7 +294,7 @@ def rollout(model,                      # causal LM (HF or peft); sampled in eva
         for b in live:
             r = rows[b]
             truncated = r.sampled[-1] != im_end
-            text = tokenizer.decode(r.sampled if truncated else r.sampled[:-1], skip_special_tokens=False)
+            text = r.pre + tokenizer.decode(r.sampled if truncated else r.sampled[:-1], skip_special_tokens=False)
             obs = r.ep.step(text)
             errors = [str(e) for e in (getattr(obs.parse, "errors", None) or [])]
             r.actions.append(ActionRecord(len(r.actions), r.turn, text, len(r.ids) - len(r.sampled), len(r.ids),
@@ -294,6 +304,7 @@ def rollout(model,                      # causal LM (HF or peft); sampled in eva
             history = r.messages + [{"role": "assistant", "content": text}]
             r.messages = history + list(obs.messages)
             if obs.kind == "next_turn": r.turn += 1
+            r.first = obs.kind == "next_turn"
             if obs.done: r.done, r.end = True, obs.kind; continue
             obs_ids = encode(observation_text(history, obs.messages))[-cfg.max_obs_tokens:]  # left-truncate
             if len(r.ids) + len(obs_ids) + 2 > cfg.max_total_tokens: r.done, r.end = True, "max_total_tokens"; continue
