@@ -138,9 +138,11 @@ def test_resume_skips_finished_tasks(monkeypatch, tmp_path):
     with open(path, "a") as f: f.write('{"key": "torn')  # a torn last line is ignored
     res, calls = run(monkeypatch, base_policy, modes=("strict",), batch_size=2, resume=True, results_path=path)
     assert sum(c["n"] for c in calls) == 12 - 4          # only the unfinished tasks ran
+    lines = path.read_text().split("\n")                # one line per task, the torn one closed by a single newline
+    assert len(lines) == 4 + 1 + 8 + 1 and lines[4] == '{"key": "torn' and lines[-1] == ""
     assert res.filter(pl.col("category") == "all")["n_passed"][0] == 4
     res2, calls2 = run(monkeypatch, base_policy, modes=("strict",), resume=True, results_path=path)
-    assert calls2 == [] and res2.equals(res)
+    assert calls2 == [] and res2.equals(res) and path.read_text().count("\n") == 13   # nothing appended
     _, calls3 = run(monkeypatch, base_policy, modes=("strict",), resume=True, results_path=path, max_action_tokens=99)
     assert sum(c["n"] for c in calls3) == 12             # another setting does not reuse the results
 

@@ -127,9 +127,9 @@ def read_task_results(path) -> list[dict]:
 def _append(path, recs: list[dict]):
     if path is None or not recs: return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "ab+") as f:                 # a torn last line (killed mid-write) must not swallow the next one
-        f.seek(0, os.SEEK_END)
-        torn = f.tell() > 0 and (f.seek(-1, os.SEEK_END) or f.read(1) != b"\n")
+    torn = False                                 # a torn last line (killed mid-write) must not swallow the next one
+    with open(path, "ab+") as f:
+        if f.seek(0, os.SEEK_END) > 0: f.seek(-1, os.SEEK_END); torn = f.read(1) != b"\n"
     with open(path, "a") as f:
         f.write("\n" * torn + "".join(json.dumps(r) + "\n" for r in recs)); f.flush(); os.fsync(f.fileno())
 
