@@ -18,8 +18,8 @@ from .format import CONTROL_TOKENS
 from .interop import tracker_hint
 
 # %% auto #0
-__all__ = ['TOGGLES', 'ON_SPIKE', 'STATE_COLOURS', 'chart_svg', 'highlight_controls', 'actions_html', 'topk_chart', 'has_column',
-           'reward_chart', 'frame_chart', 'Panel', 'show_panel', 'tiny_config']
+__all__ = ['TOGGLES', 'ON_SPIKE', 'STATE_COLOURS', 'PHASE_COLUMNS', 'chart_svg', 'highlight_controls', 'actions_html',
+           'topk_chart', 'has_column', 'reward_chart', 'frame_chart', 'Panel', 'show_panel', 'tiny_config']
 
 # %% ../nbs/14_panel.ipynb #f9ebe480
 TOGGLES = tuple(n for n, s in SIGNALS.items() if s.toggle)   # the declared switches a person flips (controls.SIGNALS)
@@ -103,6 +103,8 @@ def frame_chart(df: pl.DataFrame):
     return mark.encode(x=alt.X(f"{x}:{'Q' if xnum else 'N'}"), y=alt.Y(f"{y}:Q"), tooltip=[x, y]).properties(width=420, height=160)
 
 # %% ../nbs/14_panel.ipynb #e06a9360
+PHASE_COLUMNS = {"t_sample": "sample", "t_env": "env", "t_ref": "ref", "t_update": "update", "t_probes": "probes"}  # steps columns
+
 def _cfg_get(cfg, path, default=None):
     for k in path.split("."):
         cfg = getattr(cfg, k, None)
@@ -150,6 +152,7 @@ class Panel:
                              style={"description_width": "initial"}, _dom_classes=["toolrl-step"])   # classes in the constructor reach comm_open
         self.phase_w = W.Text(value="", description="phase", disabled=True, layout=W.Layout(width="160px"))
         self.sps_w = W.FloatText(value=0.0, description="s/step", disabled=True, layout=W.Layout(width="150px"))
+        self.phases_w, self._phases = W.HTML(value="", _dom_classes=["toolrl-phases"]), None   # the last step's seconds per phase
         self.status_w = W.HTML(value="", _dom_classes=["toolrl-status"])
         # supervision switches and values
         c = self.controls
@@ -223,7 +226,7 @@ class Panel:
         self.tabs = W.Tab(children=[W.VBox([self.trackers_w, self.charts_w]), controls_box, inspector, sql_box])
         self.tabs.titles = ("Charts", "Signals & values", "Token inspector", "SQL")
         head = [W.HBox([self.start_btn, self.pause_btn, self.resume_btn, self.stop_btn])] if live else []
-        self.widget = W.VBox(head + [W.HBox([self.step_w, self.phase_w, self.sps_w]), self.status_w, self.tabs])
+        self.widget = W.VBox(head + [W.HBox([self.step_w, self.phase_w, self.sps_w, self.phases_w]), self.status_w, self.tabs])
         self._fill_steps()
 
     def _ipython_display_(self):
@@ -340,11 +343,19 @@ class Panel:
             if last["t"] is not None and self.sps_w.value != round(last["t"], 2): self.sps_w.value = round(last["t"], 2)
             self.status_w.value = self._status_html(last["s"])
             key = (last["s"], last["n"])
-            if key != self._insp_key: self._insp_key = key; self._fill_steps()   # the inspector follows new steps
+            if key != self._insp_key: self._insp_key = key; self._fill_steps(); self._show_phases()   # follow new steps
             if key != self._chart_key and last["n"] and (charts or now - self._chart_t >= self.chart_every_s):
                 self._chart_key, self._chart_t = key, now
                 self.charts_w.value = self.render_charts()
         return step
+
+    def _show_phases(self):
+        "Where the last step's time went: seconds of sampling, environment, reference forward, update, probes."
+        if self._phases is None: self._phases = [c for c in PHASE_COLUMNS if has_column(self.log, "steps", c)]   # v3 logs
+        if not self._phases: return
+        row = self.log.query(f"SELECT {', '.join(self._phases)} FROM steps ORDER BY step DESC LIMIT 1")
+        if row.height: self.phases_w.value = " · ".join(f"{PHASE_COLUMNS[c]} {v:.1f}" for c, v in row.row(0, named=True).items()
+                                                        if v is not None) + " s"
 
     def _last_logged(self): return self.log.last_step()
 
