@@ -157,6 +157,17 @@ def _table(args):
     runs = dict(r.split("=", 1) if "=" in r else (Path(r).name, r) for r in args.runs)
     print(to_markdown(paper_table(runs, mode=args.mode, which=args.which)))
 
+def _findings(args):
+    from toolrl_nb.findings import findings_table, findings_markdown, run_findings
+    if args.run:
+        sections = {}
+        for s in args.run:
+            sec, _, arms = s.partition(":")
+            sections[sec] = arms.split(",") if arms else None
+        for d in run_findings(sections, seeds=[int(x) for x in args.seeds.split(",")] if args.seeds else None): print(f"exported {d}")
+    rows = findings_table(args.results)
+    if args.json: print(json.dumps({"findings": rows, "alpha": 0.05, "correction": "Holm over the findings' primary p-values"}, default=str, indent=1))
+    else: print(findings_markdown(rows))
 def _sweep(args):
     from toolrl_nb.evaluation import sweep, to_markdown
     grid = {}
@@ -197,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("config"); s.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2")
     s.add_argument("--root", default="runs/sweep"); s.add_argument("--seeds", default="0")
     s.set_defaults(fn=_sweep)
+    s = sub.add_parser("findings", help="the findings table (verdicts, tests, p-values) from the committed campaign logs; --run trains missing arms")
+    s.add_argument("--json", action="store_true", help='{"findings": [...]} instead of a markdown table')
+    s.add_argument("--results", default=None, help="exported runs (default: configs/cpu/findings.yaml's results folder)")
+    s.add_argument("--run", action="append", default=[], metavar="SECTION[:ARM,ARM]", help="train, evaluate and export these arms first (resumable; 'reference' = the warm-up checkpoint)")
+    s.add_argument("--seeds", default=None, help="with --run: comma-separated seeds (default: the campaign's)")
+    s.set_defaults(fn=_findings)
     s = sub.add_parser("export", help="write a run (last checkpoint) or a checkpoint as a plain Hugging Face folder with a model card")
     s.add_argument("source", help="run directory or checkpoint directory"); s.add_argument("out", help="a new (or empty) folder")
     s.add_argument("--adapter-only", action="store_true", help="LoRA runs: the adapter alone (default: merged weights)")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from .config import check
 from .envs import Env, Score, Task
@@ -16,7 +17,7 @@ from .format import classify_action, render_chat
 
 # %% auto #0
 __all__ = ['IM_END', 'RolloutConfig', 'sampling_copy', 'ActionRecord', 'Trajectory', 'NonFiniteLogits', 'sample_tokens',
-           'RaggedKV', 'observation_text', 'rollout', 'collate']
+           'GrowingLayer', 'growing_cache', 'RaggedKV', 'observation_text', 'rollout', 'collate']
 
 # %% ../nbs/06_rollout.ipynb #48527572
 IM_END = "<|im_end|>"
@@ -114,14 +115,46 @@ def sample_tokens(logits: torch.Tensor,     # [N, V] next-token logits
     return tok, logps.gather(-1, tok[:, None])[:, 0]
 
 # %% ../nbs/06_rollout.ipynb #17aacbbc
+class GrowingLayer(DynamicLayer):
+    "A `DynamicLayer` whose keys/values are views into a buffer with spare room: an append writes in place instead of copying the whole cache."
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized: self.lazy_initialization(key_states, value_states); self.n, self._kv = 0, None
+        n, W = self.n, key_states.shape[-2]
+        if self._kv is None or n + W > self._kv[0].shape[-2]: self._resize(torch.arange(key_states.shape[0]), 2 * (n + W) + 64, key_states)
+        for buf, new in zip(self._kv, (key_states, value_states)): buf[:, :, n:n + W] = new
+        self.n = n + W
+        self.keys, self.values = (buf[:, :, :self.n] for buf in self._kv)
+        return self.keys, self.values
+
+    def _resize(self, rows, cap, like=None):
+        "New buffers of `cap` columns holding rows `rows` of the current ones (a repeated index copies a row)."
+        like = self.keys if like is None else like
+        new = [like.new_empty(len(rows), like.shape[1], cap, like.shape[-1]) for _ in range(2)]
+        if self.n: new[0][:, :, :self.n], new[1][:, :, :self.n] = self._kv[0][rows, :, :self.n], self._kv[1][rows, :, :self.n]
+        self._kv = new
+        self.keys, self.values = (buf[:, :, :self.n] for buf in self._kv)
+
+    def get_seq_length(self) -> int: return self.n if self.is_initialized else 0
+    def batch_select_indices(self, indices):
+        if self.get_seq_length(): self._resize(indices, self._kv[0].shape[-2])
+    def batch_repeat_interleave(self, repeats: int):
+        if self.get_seq_length(): self._resize(torch.arange(self.keys.shape[0]).repeat_interleave(repeats), self._kv[0].shape[-2])
+
+def growing_cache(config) -> DynamicCache:
+    "A `DynamicCache` for `config` whose full-attention layers are `GrowingLayer`s (others, e.g. sliding windows, kept)."
+    cache = DynamicCache(config=config)
+    cache.layers = [GrowingLayer() if type(l) is DynamicLayer else l for l in cache.layers]
+    return cache
+
 class RaggedKV:
     "One KV cache for several rows growing by ragged chunks: each forward is [R, W], right-padded, pads masked."
     def __init__(self, model,           # causal LM accepting attention_mask, position_ids, cache, logits_to_keep
                  rows: list[int],       # ids of the rows (trajectory indices) held, in cache order
-                 pad_id: int):          # filler for pad columns (masked; its value never matters)
+                 pad_id: int,           # filler for pad columns (masked; its value never matters)
+                 preallocate: bool = True):  # GrowingLayer: appends write in place (False: HF's concatenating cache)
         self.model, self.rows, self.pad_id = model, list(rows), pad_id
         self.device = next(model.parameters()).device
-        self.cache = DynamicCache(config=model.config)
+        self.cache = growing_cache(model.config) if preallocate else DynamicCache(config=model.config)
         self.mask = torch.zeros(len(rows), 0, dtype=torch.long, device=self.device)  # [R, L] 1 = real token
         self.n_real = torch.zeros(len(rows), dtype=torch.long, device=self.device)   # real tokens per row = next position
 

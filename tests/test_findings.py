@@ -1,0 +1,91 @@
+"""The findings campaign end to end on a tiny budget, and `toolrl findings` on the committed logs.
+
+The pipeline test uses the tiny random model (random weights, not SmolLM2): a warm-up run with a pinned checkpoint,
+a two-arm learning-rate ladder with two seeds, the reference evaluated in two modes, every run exported and read
+back into the findings table. The last test reads the logs committed in data/results/findings (what CI checks)."""
+import json, subprocess, sys
+from pathlib import Path
+
+import yaml
+
+from toolrl_nb import findings as fd
+from toolrl_nb.config import from_dict
+from toolrl_nb.evaluation import pinned_checkpoint
+from toolrl_nb.trainer import TrainConfig, Trainer
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(steps=1, tasks_per_step=1, checkpoint_every=1, model=dict(name="tiny-random"),
+            rollout=dict(group_size=2, max_action_tokens=6, max_total_tokens=560),
+            env=dict(options=dict(n_tasks=12, n_turns=[1, 1], n_distractors=0)), eval=dict(n_tasks=1, max_action_tokens=4),
+            diagnostics=dict(probes=False), warmup=dict(epochs=1, batch_size=2, micro_batch_size=2, max_len=600))
+VERDICTS = {"reproduced", "not reproduced", "undetermined"}
+
+
+def _campaign(tmp: Path) -> Path:
+    (tmp / "configs" / "cpu").mkdir(parents=True)
+    (tmp / "configs" / "cpu" / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    warm = dict(TINY, warmup_tasks=2, run_dir=str(tmp / "runs" / "warm"))
+    tr = Trainer(from_dict(TrainConfig, warm)); tr.run(); tr.log.close()
+    assert pinned_checkpoint(tmp / "runs" / "warm") is not None
+    spec = dict(base="configs/cpu/tiny.yaml", root="runs/findings", results="data/results/findings", warmup_run="runs/warm",
+                seeds=[0, 1], eval=dict(n_tasks=1, max_action_tokens=4), overrides=dict(steps=1, warmup_tasks=0),
+                reference_modes=["strict", "forced_prefix"], arm_modes={"lr_ladder/rl_lr1e-4": ["strict", "forced_prefix"]},
+                lr_ladder={"rl_lr1e-4": {"grpo.lr": 1e-4}, "rl_lr1e-5": {"grpo.lr": 1e-5}})
+    path = tmp / "configs" / "cpu" / "findings.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_campaign_runs_exports_and_decides(tmp_path, monkeypatch):
+    path = _campaign(tmp_path)
+    out = fd.run_findings({"reference": None, "lr_ladder": None}, path=path, progress=False)
+    results = tmp_path / "data" / "results" / "findings"
+    assert sorted(p.relative_to(results).as_posix() for p in out) == [
+        "lr_ladder/method=rl_lr1e-4_seed=0", "lr_ladder/method=rl_lr1e-4_seed=1",
+        "lr_ladder/method=rl_lr1e-5_seed=0", "lr_ladder/method=rl_lr1e-5_seed=1", "reference"]
+    one = results / "lr_ladder" / "method=rl_lr1e-4_seed=1"
+    assert {p.name for p in (one / "log").iterdir()} >= {"steps.parquet", "events.parquet", "evaluations.parquet", "actions.parquet"}
+    assert not (one / "log" / "probes.parquet").exists() and (one / "config.yaml").exists()
+    assert sum(f.stat().st_size for f in one.rglob("*") if f.is_file()) < 300_000          # small enough for git
+    assert yaml.safe_load((one / "config.yaml").read_text())["seed"] == 1
+
+    # a second call trains nothing: every run is exported
+    built = []
+    monkeypatch.setattr(fd, "sweep", lambda *a, **k: built.append(a) or (_ for _ in ()).throw(AssertionError("trained again")))
+    fd.run_findings({"reference": None, "lr_ladder": None}, path=path, progress=False)
+    assert built == []
+
+    runs = fd.load_results(results)
+    assert len(runs) == 5 and {r["section"] for r in runs} == {"reference", "lr_ladder"}
+    top = [r for r in runs if r["arm"] == "rl_lr1e-4"]
+    assert all(set(r["outcomes"]) == {"strict", "forced_prefix"} and r["rl_steps"] == 1 for r in top)
+    rows = fd.findings_table(results)
+    assert [r["finding"] for r in rows] == ["F1", "F2", "F3", "F4", "F5", "F6", "Q1", "Q2"]
+    f1 = rows[0]
+    assert f1["seeds_per_arm"] == [1, 2, 2] and f1["arms"] == ["reference", "lr_ladder/rl_lr1e-4", "lr_ladder/rl_lr1e-5"]
+    assert f1["n_tasks"] == len(runs[-1]["outcomes"]["strict"]) > 0 and f1["p"] is not None and f1["verdict"] in VERDICTS
+    assert rows[1]["p"] is not None                                                  # F2: forced prefix was evaluated
+    assert all(r["verdict"] == "undetermined" and r["ours"] == "not run" for r in rows[2:])
+    assert "| F1 |" in fd.findings_markdown(rows)
+
+
+def test_campaign_file_errors_name_the_field(tmp_path):
+    bad = tmp_path / "configs" / "cpu" / "f.yaml"; bad.parent.mkdir(parents=True)
+    bad.write_text(yaml.safe_dump(dict(base="x", root="r", results="d", seeds=[0])))
+    try: fd.campaign(bad); raise AssertionError("no error")
+    except fd.ConfigError as e: assert "eval" in str(e)
+    bad.write_text(yaml.safe_dump(dict(base="x", root="r", results="d", seeds=[0], eval={}, ladder=[1, 2])))
+    try: fd.campaign(bad); raise AssertionError("no error")
+    except fd.ConfigError as e: assert "ladder" in str(e)
+
+
+def test_findings_command_on_committed_logs():
+    "What CI runs: the table regenerated from data/results/findings without training."
+    p = subprocess.run([str(Path(sys.executable).parent / "toolrl"), "findings", "--json"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = {r["finding"]: r for r in json.loads(p.stdout)["findings"]}
+    assert list(rows) == ["F1", "F2", "F3", "F4", "F5", "F6", "Q1", "Q2"]
+    assert all(r["verdict"] in VERDICTS for r in rows.values())
+    committed = REPO / "data" / "results" / "findings" / "lr_ladder"
+    if committed.exists():   # the committed ladder: every arm with 3 seeds, 100 held-out tasks
+        assert min(rows["F1"]["seeds_per_arm"][1:]) >= 3 and rows["F1"]["n_tasks"] >= 100, rows["F1"]
