@@ -114,8 +114,10 @@ def trl_update(args, model, tok, P, C, prepare_default_model):
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig as TRLConfig, GRPOTrainer
-    # the ref model (beta > 0) is rebuilt by TRL from config._name_or_path: point it at the local folder
-    model.config._name_or_path = model.name_or_path = str(prepare_default_model(quiet=True))
+    # the ref model (beta > 0) is rebuilt by TRL from config._name_or_path: point it at a copy of this policy (the
+    # packaged folder lacks the single-token tool tags load_policy adds, whose ids the sampled batch can hold)
+    ref_dir = tempfile.mkdtemp(prefix="grpo_bench_ref_"); model.save_pretrained(ref_dir); tok.save_pretrained(ref_dir)
+    model.config._name_or_path = model.name_or_path = ref_dir
     tok.padding_side = "left"
     def rollout_func(prompts, trainer):
         t0 = time.perf_counter()

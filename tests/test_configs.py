@@ -24,7 +24,8 @@ def test_preset_loads(path):
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=ids)
 def test_experiment_arms_load(path):
     spec = yaml.safe_load(path.read_text())
-    sections = [k for k, v in spec.items() if isinstance(v, dict) and k != "overrides"]
+    sections = [k for k, v in spec.items() if k != "overrides" and isinstance(v, dict) and v   # mappings of arms
+                and all(isinstance(a, dict) for a in v.values())]
     assert sections, "an experiment file needs at least one section of arms"
     for section in sections:
         kw = load_experiment(path, section, repo=ROOT, strict=False)   # the warm-up run need not exist here

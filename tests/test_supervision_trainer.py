@@ -57,3 +57,16 @@ def test_interleaved_rounds_in_one_run(tmp_path):
     assert [e[1] for e in ev] == ["phase", "optimizer_reset"]
     assert tr.rounds_done == 1 and tr.rl_done == 4
     tr.close()
+
+
+def test_interleaved_resets_without_sft(tmp_path):
+    "round_data 'none': the interleaved arm's optimiser resets at the round boundary and no SFT (the resets' control arm)."
+    sup = dict(scheme="interleaved", rounds=[2, 2], round_data="none", round_sft=dict(lr=1e-5, epochs=1, batch_size=4))
+    tr = Trainer(from_dict(TrainConfig, dict(BASE, run_dir=str(tmp_path / "n"), steps=4, supervision=sup)), progress=False)
+    assert not tr.controls.signal("ets") and not tr.controls.signal("prs")
+    tr.run()
+    assert [p for (p,) in tr.log.query("SELECT phase FROM steps ORDER BY step").rows()] == ["rl"] * 4
+    ev = tr.log.query("SELECT step, kind, data FROM events WHERE kind IN ('phase', 'optimizer_reset') ORDER BY ts").rows()
+    assert [(s, k) for s, k, _ in ev] == [(2, "phase"), (2, "optimizer_reset")]
+    assert json.loads(ev[0][2])["n_ets"] == 0 and tr.rounds_done == 1 and tr.rl_done == 4
+    tr.close()

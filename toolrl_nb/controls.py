@@ -52,7 +52,7 @@ SIGNALS: dict[str, Signal] = {s.name: s for s in [
     Signal("joint", "supervision.joint", "the joint loss: + λ·SFT on the step's gold conversations", lambda c: c.supervision.joint,
            (synchronous_only,)),
     Signal("ets", "supervision.scheme, controller.sft_on_demand", "SFT rounds train on the failed tasks' gold (ETS)",
-           lambda c: _inter(c) or c.controller.sft_on_demand),
+           lambda c: (_inter(c) and c.supervision.round_data != "none") or c.controller.sft_on_demand),
     Signal("prs", "supervision.round_data, controller.sft_prs", "SFT rounds also train on reflections (PRS)",
            lambda c: (_inter(c) and c.supervision.round_data == "ets+prs") or (c.controller.sft_on_demand and c.controller.sft_prs)),
     Signal("sft_round", "", "an SFT round at the next safe point (set by the controller; cleared by the round)", toggle=False),

@@ -38,7 +38,8 @@ class SupervisionConfig:
     joint: bool = False             # joint loss L_GRPO + sft_weight * L_SFT on the step's gold conversations
     sft_weight: float = 1.0         # λ of the joint loss (the paper's commented-out loss: 1.0)
     rounds: list[int] = field(default_factory=list)  # interleaved: RL steps per round (sum = steps), SFT between rounds
-    round_data: str = "ets"         # data of the SFT rounds: "ets" | "ets+prs"
+    round_data: str = "ets"         # data of the SFT rounds: "ets" | "ets+prs" | "none" (no SFT: only the optimiser
+                                    # resets of the round boundaries, the control arm for "resets vs supervision")
     ets_rule: str = "any"           # "any": tasks with >= 1 failed rollout (code) | "all": a group where all failed (paper)
     ets_window: int = 10            # K: the SFT round reads the round's RL steps (T-K, T]
     round_sft: SFTConfig = field(default_factory=lambda: SFTConfig(lr=1e-5, epochs=2, batch_size=8, warmup_ratio=0.3))
@@ -47,7 +48,7 @@ class SupervisionConfig:
         check(self.scheme in SCHEMES, "supervision.scheme", f"must be one of {list(SCHEMES)}, got {self.scheme!r}")
         check(self.ops_treatment in ("on_policy", "off_policy"), "supervision.ops_treatment",
               f"must be 'on_policy' or 'off_policy', got {self.ops_treatment!r}")
-        check(self.round_data in ("ets", "ets+prs"), "supervision.round_data", f"must be 'ets' or 'ets+prs', got {self.round_data!r}")
+        check(self.round_data in ("ets", "ets+prs", "none"), "supervision.round_data", f"must be 'ets', 'ets+prs' or 'none', got {self.round_data!r}")
         check(self.ets_rule in ("any", "all"), "supervision.ets_rule", f"must be 'any' or 'all', got {self.ets_rule!r}")
         check(self.ops_k >= 0 and self.hbg_h >= 0, "supervision.ops_k", "ops_k and hbg_h must be >= 0")
         check(self.ets_window >= 1, "supervision.ets_window", "must be >= 1")

@@ -404,8 +404,9 @@ class Trainer:
         self.log.event(self.step, "phase", f"SFT round {n_round}{' (on demand)' if on_demand else ''} on steps ({lo}, {T}]: "
                        f"{len(ids)} failed tasks ({sup.ets_rule}) -> {len(examples) - n_prs} ETS + {n_prs} PRS examples",
                        round=n_round, on_demand=on_demand, tasks=ids, n_ets=len(examples) - n_prs, n_prs=n_prs, lo=lo, T=T)
-        sft_train(self.model, examples, sup.round_sft, on_step=self._log_sft_step, progress=self.progress and self.main,
-                  pad_id=self.pad_id)
+        if examples:   # none (ETS and PRS off, e.g. round_data "none"): only the round's optimiser reset
+            sft_train(self.model, examples, sup.round_sft, on_step=self._log_sft_step, progress=self.progress and self.main,
+                      pad_id=self.pad_id)
         if sup.reset_optimizer:
             self.optimizer, self.scheduler = make_optimizer([p for p in self.model.parameters() if p.requires_grad], cfg.grpo)
             self.log.event(self.step, "optimizer_reset", "fresh RL optimiser and warm-up after the SFT round")
