@@ -189,9 +189,12 @@ def sft_loss(model,                   # a causal LM (HF or peft)
             ) -> tuple[torch.Tensor, dict]:
     "Token-mean NLL over the loss-mask targets (shifted by one); stats: loss, n_tokens, accuracy, nll_sum, n_correct."
     ids, att, lm = batch["input_ids"], batch["attention_mask"], batch["loss_mask"]
-    logits = model(input_ids=ids, attention_mask=att).logits[:, :-1]      # (B, L-1, V): position t predicts t+1
-    tgt_mask = lm[:, 1:].bool() & att[:, 1:].bool()                      # (B, L-1)
-    sel, tgt = logits[tgt_mask].float(), ids[:, 1:][tgt_mask]            # (N, V), (N,)
+    tgt_mask = lm[:, 1:].bool() & att[:, 1:].bool()                      # (B, L-1): position t predicts t+1
+    cols = tgt_mask.any(0).nonzero()
+    first = int(cols[0]) if len(cols) else tgt_mask.shape[1] - 1         # no logits before the first target's position
+    logits = model(input_ids=ids, attention_mask=att, logits_to_keep=ids.shape[1] - first).logits[:, :-1]  # (B, L-1-first, V)
+    tgt_mask, tgt_ids = tgt_mask[:, first:], ids[:, 1 + first:]
+    sel, tgt = logits[tgt_mask].float(), tgt_ids[tgt_mask]               # (N, V), (N,)
     nll = F.cross_entropy(sel, tgt, reduction="sum")
     n = int(tgt_mask.sum())
     loss = nll / (n_tokens if n_tokens is not None else max(n, 1))
