@@ -60,12 +60,12 @@ def test_campaign_runs_exports_and_decides(tmp_path, monkeypatch):
     top = [r for r in runs if r["arm"] == "rl_lr1e-4"]
     assert all(set(r["outcomes"]) == {"strict", "forced_prefix"} and r["rl_steps"] == 1 for r in top)
     rows = fd.findings_table(results)
-    assert [r["finding"] for r in rows] == ["F1", "F2", "F3", "F4", "F5", "F6", "Q1", "Q2"]
+    assert [r["finding"] for r in rows] == ["F1", "F2a", "F2b", "F3", "F4", "F5", "F6", "Q1", "Q2"]
     f1 = rows[0]
     assert f1["seeds_per_arm"] == [1, 2, 2] and f1["arms"] == ["reference", "lr_ladder/rl_lr1e-4", "lr_ladder/rl_lr1e-5"]
     assert f1["n_tasks"] == len(runs[-1]["outcomes"]["strict"]) > 0 and f1["p"] is not None and f1["verdict"] in VERDICTS
-    assert rows[1]["p"] is not None                                                  # F2: forced prefix was evaluated
-    assert all(r["verdict"] == "undetermined" and r["ours"] == "not run" for r in rows[2:])
+    assert rows[2]["p"] is not None                                                  # F2b: forced prefix was evaluated
+    assert all(r["verdict"] == "undetermined" and r["ours"] == "not run" for r in rows[3:])
     assert "| F1 |" in fd.findings_markdown(rows)
 
 
@@ -84,7 +84,7 @@ def test_findings_command_on_committed_logs():
     p = subprocess.run([str(Path(sys.executable).parent / "toolrl"), "findings", "--json"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     rows = {r["finding"]: r for r in json.loads(p.stdout)["findings"]}
-    assert list(rows) == ["F1", "F2", "F3", "F4", "F5", "F6", "Q1", "Q2"]
+    assert list(rows) == ["F1", "F2a", "F2b", "F3", "F4", "F5", "F6", "Q1", "Q2"]
     assert all(r["verdict"] in VERDICTS for r in rows.values())
     committed = REPO / "data" / "results" / "findings" / "lr_ladder"
     if committed.exists():   # the committed ladder: every arm with 3 seeds, 100 held-out tasks

@@ -8,15 +8,21 @@ import argparse, json, sys, time
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['readme_text', 'write_readme', 'apply_overrides', 'report', 'first_action', 'print_first_action', 'main_job',
-           'build_parser', 'one_line_errors', 'disk_full_line', 'main']
+__all__ = ['FINDINGS_MARKER', 'readme_text', 'write_readme', 'apply_overrides', 'report', 'first_action', 'print_first_action',
+           'main_job', 'build_parser', 'one_line_errors', 'disk_full_line', 'main']
 
 # %% ../nbs/20_cli.ipynb #23fa53d1
+FINDINGS_MARKER = "<!-- findings table: toolrl findings -->"
+
 def readme_text(index_nb: Path) -> str:
-    "The README: markdown cells of the index notebook, in order."
+    "The README: markdown cells of the index notebook, in order; the findings marker replaced by `toolrl findings`' table."
     nb = json.loads(Path(index_nb).read_text())
     cells = ["".join(c["source"]).strip() for c in nb["cells"] if c["cell_type"] == "markdown"]
-    return "\n\n".join(c for c in cells if c) + "\n"
+    text = "\n\n".join(c for c in cells if c) + "\n"
+    if FINDINGS_MARKER in text:   # the table regenerated from the committed logs, so README and results agree
+        from toolrl_nb.findings import findings_markdown, findings_table
+        text = text.replace(FINDINGS_MARKER, findings_markdown(findings_table(), compact=True))
+    return text
 
 def write_readme(root: Path = Path(".")) -> Path:
     "Regenerate README.md from nbs/index.ipynb."
