@@ -55,7 +55,11 @@ def share(xs, cap): return sum(x <= cap for x in xs) / len(xs)
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
 def test_caps_fit_gold(path):
     if "warmup_run" in path.read_text():   # an experiment file: its arms share the merged base config
-        cfg = from_dict(TrainConfig, load_experiment(path, repo=ROOT, strict=False)["base_config"])
+        import yaml
+        spec = yaml.safe_load(path.read_text())
+        section = next(k for k, v in spec.items() if k != "overrides" and isinstance(v, dict) and v
+                       and all(isinstance(a, dict) for a in v.values()))   # the first mapping of arms
+        cfg = from_dict(TrainConfig, load_experiment(path, section, repo=ROOT, strict=False)["base_config"])
     else: cfg = load_config(TrainConfig, path)
     tok = _tokenizer(cfg.model.name)
     if isinstance(tok, Exception): pytest.skip(f"tokenizer of {cfg.model.name} not available locally: {tok}")
