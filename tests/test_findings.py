@@ -55,16 +55,25 @@ def test_campaign_runs_exports_and_decides(tmp_path, monkeypatch):
     fd.run_findings({"reference": None, "lr_ladder": None}, path=path, progress=False)
     assert built == []
 
+    # a mode added to the campaign later is evaluated on the runs' kept checkpoints and exported again, still no training
+    spec = yaml.safe_load(path.read_text())
+    spec["reference_modes"].append("gold_loglik"); spec["arm_modes"]["lr_ladder/rl_lr1e-4"].append("gold_loglik")
+    path.write_text(yaml.safe_dump(spec))
+    again = fd.run_findings({"reference": None, "lr_ladder": None}, path=path, progress=False)
+    assert built == [] and sorted(p.name for p in again) == ["method=rl_lr1e-4_seed=0", "method=rl_lr1e-4_seed=1", "reference"]
+    assert fd.run_findings({"reference": None, "lr_ladder": None}, path=path, progress=False) == [results / "reference"]  # now complete
+
     runs = fd.load_results(results)
     assert len(runs) == 5 and {r["section"] for r in runs} == {"reference", "lr_ladder"}
     top = [r for r in runs if r["arm"] == "rl_lr1e-4"]
     assert all(set(r["outcomes"]) == {"strict", "forced_prefix"} and r["rl_steps"] == 1 for r in top)
+    assert all(r["loglik"]["json"] and r["loglik"]["python"] for r in top) and all(not r["loglik"] for r in runs if r["arm"] == "rl_lr1e-5")
     rows = fd.findings_table(results)
     assert [r["finding"] for r in rows] == ["F1", "F2a", "F2b", "F3", "F4", "F5", "F6", "Q1", "Q2"]
     f1 = rows[0]
     assert f1["seeds_per_arm"] == [1, 2, 2] and f1["arms"] == ["reference", "lr_ladder/rl_lr1e-4", "lr_ladder/rl_lr1e-5"]
     assert f1["n_tasks"] == len(runs[-1]["outcomes"]["strict"]) > 0 and f1["p"] is not None and f1["verdict"] in VERDICTS
-    assert rows[2]["p"] is not None                                                  # F2b: forced prefix was evaluated
+    assert "gold log-prob of the content tokens" in rows[2]["ours"]                     # F2b: the log-lik of the gold, split
     assert all(r["verdict"] == "undetermined" and r["ours"] == "not run" for r in rows[3:])
     assert "| F1 |" in fd.findings_markdown(rows)
 

@@ -168,27 +168,45 @@ def forced_prefix_episodes(model, tok, env, tasks,   # policy, its tokenizer, en
         trajs = rollout(model, tok, env, tasks, cfg, fmt=fmt, prefill=FORCED_PREFIX[fmt] if prefix is None else prefix)
     return [(t.task, t.score, [a.text for a in t.actions]) for t in trajs]
 
+def _mean(xs) -> float | None: return sum(xs) / len(xs) if xs else None
+
 def gold_loglik(model, tok, env, tasks,    # policy, its tokenizer, environment, tasks
                 fmts=("json", "python"),  # call formats to render the gold in
                 max_len: int = 8192,      # left-truncation of each gold conversation
+                per_task: bool = False,   # one row per task instead of per category
                ) -> pl.DataFrame:
-    "Teacher-forced mean log-prob of the gold actions (+ <|im_end|>) per format: fmt, category (and `all`), n_tasks, mean_logp."
+    """Teacher-forced mean log-prob of the gold actions (+ <|im_end|>) per format: fmt, category (and `all`), n_tasks,
+    mean_logp; split into the control tokens' (tool tags, chat markers) and the rest's (`logp_control`, `logp_content`)."""
+    from toolrl_nb.format import tag_token_ids
     from toolrl_nb.grpo import token_logps
     from toolrl_nb.sft import conversation_example, gold_trajectories
-    dev, rows = next(model.parameters()).device, []
+    dev, recs = next(model.parameters()).device, []
+    control = torch.tensor(sorted({i for ids in tag_token_ids(tok).values() for i in ids}), device=dev)  # five-piece tags: their pieces
     was_training = model.training; model.eval()
     for fmt in fmts:
-        per: dict[str, list[float]] = {}
         for task, msgs in gold_trajectories(env, tasks, fmt):
             ex = conversation_example(tok, msgs, max_len=max_len)
             ids = torch.tensor([ex.input_ids], device=dev)
             m = torch.tensor([ex.loss_mask], dtype=torch.bool, device=dev)
             with torch.no_grad(): lp, _ = token_logps(model, ids, torch.ones_like(ids), loss_mask=m)  # lm head from the 1st action
-            per.setdefault(task.category, []).append(lp[m].mean().item())
-        per["all"] = [v for vs in per.values() for v in vs]
-        rows += [dict(fmt=fmt, category=c, n_tasks=len(v), mean_logp=sum(v) / len(v)) for c, v in per.items() if v]
+            ctl = torch.isin(ids, control) & m
+            recs.append(dict(fmt=fmt, task_id=task.id, category=task.category, mean_logp=lp[m].mean().item(),
+                             logp_content=_mean(lp[m & ~ctl].tolist()), logp_control=_mean(lp[ctl].tolist())))
     model.train(was_training)
-    return pl.DataFrame(rows, schema=dict(fmt=pl.String, category=pl.String, n_tasks=pl.Int64, mean_logp=pl.Float64))
+    return _loglik_frame(recs, per_task)
+
+def _loglik_frame(recs: list[dict], per_task: bool = False) -> pl.DataFrame:
+    "Per-task gold log-lik records as they are, or averaged per format and category (and `all`)."
+    vals = ("mean_logp", "logp_content", "logp_control")
+    if per_task:
+        return pl.DataFrame(recs, schema=dict(fmt=pl.String, task_id=pl.String, category=pl.String, **{v: pl.Float64 for v in vals}))
+    rows = []
+    for fmt in dict.fromkeys(r["fmt"] for r in recs):
+        rs = [r for r in recs if r["fmt"] == fmt]
+        for c, group in [(c, [r for r in rs if r["category"] == c]) for c in dict.fromkeys(r["category"] for r in rs)] + [("all", rs)]:
+            rows.append(dict(fmt=fmt, category=c, n_tasks=len(group),
+                             **{v: _mean([r[v] for r in group if r[v] is not None]) for v in vals}))
+    return pl.DataFrame(rows, schema=dict(fmt=pl.String, category=pl.String, n_tasks=pl.Int64, **{v: pl.Float64 for v in vals}))
 
 # %% ../nbs/15_evaluation.ipynb #f6d5e8c2
 def _as_log(log, src: EvalSource):
@@ -206,11 +224,12 @@ def _logged(log, row: dict) -> bool:
 
 def _frame(rows: list[dict], fmts: dict) -> pl.DataFrame:
     ci = lambda r: wilson(r["n_passed"], r["n_tasks"]) if r["n_passed"] is not None else (None, None)
-    out = [dict(r, ci_low=ci(r)[0], ci_high=ci(r)[1], fmt=r.get("fmt") or fmts[r["mode"]], mean_logp=r.get("mean_logp"))
+    lls = ("mean_logp", "logp_content", "logp_control")
+    out = [dict(r, ci_low=ci(r)[0], ci_high=ci(r)[1], fmt=r.get("fmt") or fmts[r["mode"]], **{k: r.get(k) for k in lls})
            for r in rows]
     schema = dict(step=pl.Int64, checkpoint=pl.String, split=pl.String, category=pl.String, mode=pl.String,
                   n_tasks=pl.Int64, n_passed=pl.Int64, accuracy=pl.Float64, seed=pl.Int64, ci_low=pl.Float64,
-                  ci_high=pl.Float64, fmt=pl.String, mean_logp=pl.Float64)
+                  ci_high=pl.Float64, fmt=pl.String, **{k: pl.Float64 for k in lls})
     return pl.DataFrame(out, schema=schema)
 
 def _unseen(env, env_cfg, tasks) -> list | None:
@@ -250,11 +269,18 @@ def evaluate_checkpoint(source,                       # run dir | checkpoint dir
         for mode in modes:
             env, tasks, fmt = mode_setup(src.env, mode, split, n_tasks)
             fmts[mode] = fmt
-            if mode == "gold_loglik":   # no sampling: teacher-forced, every format, not cached or logged
-                if model is None:
-                    model, tok = load_policy(src.model)
-                    if src.checkpoint is not None: load_weights(model, src.checkpoint)
-                ll = gold_loglik(model, tok, env, tasks)
+            if mode == "gold_loglik":   # no sampling: teacher-forced, every format; per-task values in the sidecar, not logged
+                key = _setting_key(src, mode, split, "all formats", rcfg)
+                recs = {(r["task_id"], r["fmt"]): r for r in cached if r["key"] == key}
+                if todo := [t for t in tasks if not any(k[0] == t.id for k in recs)]:
+                    if model is None:
+                        model, tok = load_policy(src.model)
+                        if src.checkpoint is not None: load_weights(model, src.checkpoint)
+                    new = [dict(r, key=key, checkpoint=src.tag, step=src.step, split=split, mode=mode, passed=None)
+                           for r in gold_loglik(model, tok, env, todo, per_task=True).iter_rows(named=True)]
+                    _append(results_path, new); recs.update(((r["task_id"], r["fmt"]), r) for r in new)
+                ids = {t.id for t in tasks}
+                ll = _loglik_frame([r for r in recs.values() if r["task_id"] in ids])
                 rows += [dict(r, step=src.step, checkpoint=src.tag, split=split, mode=mode, n_passed=None, accuracy=None,
                               seed=rcfg.seed or 0) for r in ll.iter_rows(named=True)]
                 continue

@@ -14,11 +14,12 @@ import yaml
 from .config import ConfigError
 from .evaluation import load_experiment, ood_eval, pinned_checkpoint, read_task_results, sweep
 from .runlog import RunLog, open_many
+from .trainer import checkpoints
 
 # %% auto #0
-__all__ = ['FINDINGS_FILE', 'RESERVED', 'ALPHA', 'PENDING', 'campaign', 'export_run', 'run_reference', 'run_findings',
-           'results_dir', 'load_results', 'restore_run', 'open_results', 'boot', 'sign_test', 'holm', 'findings_table',
-           'findings_markdown', 'accuracy_chart', 'reward_chart']
+__all__ = ['FINDINGS_FILE', 'RESERVED', 'ALPHA', 'SURVIVAL_MODES', 'FLOOR', 'PENDING', 'campaign', 'export_run', 'run_reference',
+           'run_findings', 'results_dir', 'load_results', 'restore_run', 'open_results', 'boot', 'sign_test', 'holm',
+           'findings_table', 'findings_markdown', 'accuracy_chart', 'reward_chart']
 
 # %% ../nbs/18_findings.ipynb #c67c3eb5
 _REPO = Path(__file__).resolve().parent.parent if "__file__" in globals() else Path("..")   # the package's checkout (nbs/ in a notebook)
@@ -64,6 +65,22 @@ def export_run(run_dir,             # a run folder (log.duckdb, config.yaml, eva
 def _modes(spec, section, arm) -> tuple:
     return tuple((spec.get("arm_modes") or {}).get(f"{section}/{arm}", ["strict"]))
 
+def _missing_modes(dest: Path, modes) -> tuple:
+    "The modes in `modes` that an exported run's per-task results lack."
+    have = {r["mode"] for r in read_task_results(dest / "eval_tasks.jsonl")}
+    return tuple(m for m in modes if m not in have)
+
+def _complete(kw, arm, overrides, seed, root, dest, modes, spec, progress) -> list[Path]:
+    "Evaluate an exported run's last checkpoint in `modes` and export it again; [] (with a note) if its run folder is gone."
+    from toolrl_nb.evaluation import expand_grid
+    run = Path(expand_grid(kw["base_config"], {"method": {arm: overrides}}, [seed], root)[0][1]["run_dir"])
+    if not checkpoints(run):
+        print(f"{dest.name}: {', '.join(modes)} missing and no checkpoint in {run} (the run's machine has it): skipped"); return []
+    with _claim(root / f".{arm}_seed={seed}.claim") as mine:
+        if not mine: return []
+        ood_eval(run, run / "log.duckdb", modes=modes, progress=progress, **spec["eval"])
+        return [export_run(run, dest)]
+
 def _alive(pid: int) -> bool:
     try: os.kill(pid, 0)
     except ProcessLookupError: return False
@@ -90,11 +107,13 @@ def _claim(path: Path):
 def run_reference(spec: dict, progress: bool = True) -> Path:
     "Evaluate the shared warm-up checkpoint once in `reference_modes`; export it to `<results>/reference`."
     repo = spec["repo"]; dest = repo / spec["results"] / "reference"
-    if dest.exists(): return dest
+    modes = tuple(spec.get("reference_modes", ["strict"]))
+    if dest.exists() and not (modes := _missing_modes(dest, modes)): return dest
     ck = pinned_checkpoint(repo / spec["warmup_run"])
     if ck is None: raise FileNotFoundError(f"warmup_run: {repo / spec['warmup_run']} has no pinned warm-up checkpoint; train it first")
     run_dir = repo / spec["root"] / "reference"
-    ood_eval(ck, run_dir / "log.duckdb", modes=tuple(spec.get("reference_modes", ["strict"])), progress=progress, **spec["eval"])
+    if not (run_dir / "eval_tasks.jsonl").exists(): modes = tuple(spec.get("reference_modes", ["strict"]))   # a new machine: all of them
+    ood_eval(ck, run_dir / "log.duckdb", modes=modes, progress=progress, **spec["eval"])
     shutil.copy(ck.parent.parent / "config.yaml", run_dir / "config.yaml")
     (run_dir / "checkpoint.txt").write_text(str(ck.relative_to(repo)) + "\n")
     out = export_run(run_dir, dest); shutil.copy(run_dir / "checkpoint.txt", out)
@@ -116,8 +135,11 @@ def run_findings(sections: dict,        # {section: [arm names] or None for all}
         for arm in names or list(arms):
             for seed in seeds if seeds is not None else spec["seeds"]:
                 dest = repo / spec["results"] / section / f"method={arm}_seed={seed}"
-                if dest.exists(): continue
                 root = repo / spec["root"] / section
+                if dest.exists():
+                    if missing := _missing_modes(dest, _modes(spec, section, arm)):   # modes added to the campaign since the export
+                        out += _complete(kw, arm, arms[arm], seed, root, dest, missing, spec, progress)
+                    continue
                 with _claim(root / f".{arm}_seed={seed}.claim") as mine:
                     if not mine: continue        # another worker process has this run
                     s = sweep(kw["base_config"], {"method": {arm: arms[arm]}}, root=root, seeds=[seed], progress=progress)
@@ -131,6 +153,14 @@ def run_findings(sections: dict,        # {section: [arm names] or None for all}
 def _parquet(d: Path, table: str) -> pl.DataFrame | None:
     f = d / "log" / f"{table}.parquet"
     return pl.read_parquet(f) if f.exists() else None
+
+def _loglik(recs: list[dict]) -> dict:
+    "{fmt: {task_id: {'all', 'content', 'control'}}} of the largest gold log-likelihood evaluation (per-task mean log-probs)."
+    by_key = {}
+    for r in recs:
+        if r["mode"] == "gold_loglik":
+            by_key.setdefault(r["key"], {}).setdefault(r["fmt"], {})[r["task_id"]] = dict(all=r["mean_logp"], content=r["logp_content"], control=r["logp_control"])
+    return max(by_key.values(), key=lambda v: sum(map(len, v.values()))) if by_key else {}
 
 def _outcomes(recs: list[dict], mode: str) -> dict:
     "{task_id: passed} of the evaluation in `mode` with the most tasks (the campaign's, not the trainer's 8-task one)."
@@ -166,7 +196,8 @@ def load_results(root=None) -> list[dict]:
         m = re.fullmatch(r"method=(.+)_seed=(\d+)", rel[-1])
         recs = read_task_results(d / "eval_tasks.jsonl")
         runs.append(dict(section=rel[0] if len(rel) > 1 else "reference", arm=m[1] if m else rel[-1], seed=int(m[2]) if m else 0,
-                         dir=d, outcomes={mode: _outcomes(recs, mode) for mode in sorted({r["mode"] for r in recs})}, **_log_facts(d)))
+                         dir=d, outcomes={mode: _outcomes(recs, mode) for mode in sorted({r["mode"] for r in recs} - {"gold_loglik"})},
+                         loglik=_loglik(recs), **_log_facts(d)))
     return runs
 
 # %% ../nbs/18_findings.ipynb #25e39b0c
@@ -200,20 +231,21 @@ def open_results(runs: list[dict]):
     return open_many({f"{r['arm']} s{r['seed']}": restore_run(r["dir"]) for r in runs})
 
 # %% ../nbs/18_findings.ipynb #ca283bd9
-def _acc(arm: list[dict], tasks) -> float: return 100.0 * sum(d[t] for d in arm for t in tasks) / (len(arm) * len(tasks))
+def _acc(arm: list[dict], tasks, scale: float = 100.0) -> float: return scale * sum(d[t] for d in arm for t in tasks) / (len(arm) * len(tasks))
 
 def boot(arms: dict,            # {name: [{task_id: passed}, ...] one per seed}
          stat,                  # {name: accuracy in points} -> the statistic, e.g. lambda a: a["arm"] - a["ref"]
-         n_boot: int = 10_000, seed: int = 0) -> dict:
+         n_boot: int = 10_000, seed: int = 0,
+         scale: float = 100.0) -> dict: # per-task values are pass/fail (points: 100); 1.0 for values such as log-probs
     "The statistic on the common tasks, its 95% bootstrap interval (tasks and seeds resampled) and two-sided p."
     import random
     tasks = sorted(set.intersection(*(set(d) for arm in arms.values() for d in arm)))
     if not tasks: raise ValueError("boot: the arms share no task")
-    est = stat({k: _acc(v, tasks) for k, v in arms.items()})
+    est = stat({k: _acc(v, tasks, scale) for k, v in arms.items()})
     rng, draws = random.Random(seed), []
     for _ in range(n_boot):
         ts = rng.choices(tasks, k=len(tasks))
-        draws.append(stat({k: _acc(rng.choices(v, k=len(v)), ts) for k, v in arms.items()}))
+        draws.append(stat({k: _acc(rng.choices(v, k=len(v)), ts, scale) for k, v in arms.items()}))
     draws.sort()
     le, ge = sum(x <= 0 for x in draws), sum(x >= 0 for x in draws)
     return dict(estimate=est, ci=(draws[int(0.025 * n_boot)], draws[int(0.975 * n_boot) - 1]),
@@ -292,28 +324,51 @@ def _f2a(runs) -> dict:
                 arms=[f"lr_ladder/{a}" for a in arms], seeds_per_arm=[sum(r["arm"] == a for r in ladder) for a in arms],
                 n_tasks=0, decide=decide, rule="a verdict either way needs the sign test significant (at least 6 agreeing runs)")
 
+SURVIVAL_MODES = ("forced_prefix", "format_ood")   # forms of the task that the broken call format does not decide
+FLOOR = 10.0   # points: a measure can show a 10-point loss only where the warm-up scores at least this
+
+def _ll_change(top, ref, fmt, part):
+    "Paired bootstrap of the change of the per-task gold log-prob of `part` (nats per token), arm - warm-up; None without data."
+    per = lambda rs: [{t: v[part] for t, v in r["loglik"].get(fmt, {}).items() if v[part] is not None} for r in rs]
+    a, b = per(top), per(ref)
+    if not a or not b or not all(a) or not all(b): return None
+    return boot({"a": a, "r": b}, lambda x: x["a"] - x["r"], scale=1.0, n_boot=2000)
+
 def _f2b(runs) -> dict:
-    claim = "the skill survives the collapse: with the call opening written for it (forced prefix) the collapsed policy keeps the warm-up's accuracy"
+    claim = ("the skill survives the collapse: where the broken format does not decide (call opening written for it, or the "
+             "other call syntax) the collapsed policy keeps the warm-up's accuracy")
     paper = "collapsed GRPO 24.75 vs Vanilla 26.00 on ACEBench native format, 0.0 in the training format"
     ref, arms = _arm(runs, "reference", "reference"), _top(runs)
     if not arms or not _outs(ref, "forced_prefix"): return _not_run("F2b", claim, paper, ["reference forced_prefix", "lr_ladder/<top LR> forced_prefix"])
     top = _arm(runs, "lr_ladder", arms[0])
-    fa, fr, sa, sr = _outs(top, "forced_prefix"), _outs(ref, "forced_prefix"), _outs(top, "strict"), _outs(ref, "strict")
-    if not fa: return _not_run("F2b", claim, paper, [f"lr_ladder/{arms[0]} forced_prefix"])
-    t = boot({"a": fa, "r": fr}, lambda x: x["a"] - x["r"])
-    drop = boot({"a": sa, "r": sr}, lambda x: x["a"] - x["r"])
-    tasks = list(fr[0])
-    ours = (f"{arms[0]} ({len(fa)} seeds): forced prefix {_pct(_acc(fa, tasks))}% vs the warm-up's {_pct(_acc(fr, tasks))}%; "
-            f"strict {_pct(_acc(sa, tasks))}% vs {_pct(_acc(sr, tasks))}% (strict change {drop['estimate']:+.1f} points, p = {drop['p']:.3g})")
+    if not _outs(top, "forced_prefix"): return _not_run("F2b", claim, paper, [f"lr_ladder/{arms[0]} forced_prefix"])
+    tasks, bits, tests = list(_outs(ref, "strict")[0]), [], {}
+    for m in ("strict",) + SURVIVAL_MODES:
+        fa, fr = _outs(top, m), _outs(ref, m)
+        if not (fa and fr): continue
+        ra = _acc(fr, list(fr[0]))
+        bits.append(f"{m} {_pct(_acc(fa, list(fr[0])))}% vs the warm-up's {_pct(ra)}%" + (" (below the floor: not a test)" if m != "strict" and ra < FLOOR else ""))
+        if m != "strict" and ra >= FLOOR: tests[m] = boot({"a": fa, "r": fr}, lambda x: x["a"] - x["r"])
+    drop = boot({"a": _outs(top, "strict"), "r": _outs(ref, "strict")}, lambda x: x["a"] - x["r"])
+    for part in ("content", "control"):
+        if c := _ll_change(top, ref, "json", part):
+            bits.append(f"gold log-prob of the {part} tokens {c['estimate']:+.2f} nats/token [{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}]")
+    ours = f"{arms[0]} ({len(top)} seeds): " + "; ".join(bits)
+    if not tests:
+        return dict(_not_run("F2b", claim, paper, ["reference", f"lr_ladder/{arms[0]}"]), ours=ours, seeds_per_arm=[1, len(top)],
+                    test="none: every survival measure is below the floor")
+    best = max(tests, key=lambda m: tests[m]["estimate"])   # the measure most favourable to survival decides
+    t = tests[best]
     def decide(q):
         if q < ALPHA and t["estimate"] <= -10: return "not reproduced"
         if t["ci"][0] > -10 and drop["p"] < ALPHA and drop["estimate"] < 0: return "reproduced"
         return "undetermined"
     return dict(finding="F2b", claim=claim, paper=paper, ours=ours, interval=t["ci"], estimate=t["estimate"],
-                test=f"{arms[0]} - warm-up, forced prefix, paired bootstrap (tasks x seeds)", p=t["p"],
-                arms=["reference", f"lr_ladder/{arms[0]}"], seeds_per_arm=[1, len(fa)], n_tasks=t["n_tasks"], decide=decide,
-                rule="reproduced: the forced-prefix change's interval excludes a 10-point loss while strict drops significantly; "
-                     "not reproduced: forced prefix loses 10 points or more, significantly")
+                test=f"{arms[0]} - warm-up, {best} (of {', '.join(tests)}: the most favourable to survival), paired bootstrap (tasks x seeds)",
+                p=t["p"], arms=["reference", f"lr_ladder/{arms[0]}"], seeds_per_arm=[1, len(top)], n_tasks=t["n_tasks"], decide=decide,
+                rule=f"the survival measure (forced prefix, format OOD; those where the warm-up scores >= {FLOOR:.0f}%) with the best change "
+                     "decides. reproduced: its interval excludes a 10-point loss while strict drops significantly; not reproduced: it loses "
+                     "10 points or more, significantly")
 
 # Findings whose sections are declared in the campaign file but not run yet: (id, claim, the paper's number, sections)
 PENDING = [
