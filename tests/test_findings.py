@@ -74,7 +74,7 @@ def test_campaign_runs_exports_and_decides(tmp_path, monkeypatch):
     assert f1["seeds_per_arm"] == [1, 2, 2] and f1["arms"] == ["reference", "lr_ladder/rl_lr1e-4", "lr_ladder/rl_lr1e-5"]
     assert f1["n_tasks"] == len(runs[-1]["outcomes"]["strict"]) > 0 and f1["p"] is not None and f1["verdict"] in VERDICTS
     assert "gold log-prob of the content tokens" in rows[2]["ours"]                     # F2b: the log-lik of the gold, split
-    assert all(r["verdict"] == "undetermined" and r["ours"] == "not run" for r in rows[3:])
+    assert all(r["verdict"] == "undetermined" and "not run" in r["ours"] for r in rows[3:])
     assert "| F1 |" in fd.findings_markdown(rows)
 
 

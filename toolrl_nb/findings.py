@@ -17,9 +17,10 @@ from .runlog import RunLog, open_many
 from .trainer import checkpoints
 
 # %% auto #0
-__all__ = ['FINDINGS_FILE', 'RESERVED', 'ALPHA', 'SURVIVAL_MODES', 'FLOOR', 'PENDING', 'campaign', 'export_run', 'run_reference',
-           'run_findings', 'results_dir', 'load_results', 'restore_run', 'open_results', 'boot', 'sign_test', 'holm',
-           'findings_table', 'findings_markdown', 'accuracy_chart', 'reward_chart']
+__all__ = ['FINDINGS_FILE', 'RESERVED', 'ALPHA', 'SURVIVAL_MODES', 'FLOOR', 'VANILLA', 'INTERLEAVED', 'SYNCHRONOUS', 'MIN_SEEDS',
+           'CLAIMS', 'PENDING', 'campaign', 'export_run', 'run_reference', 'run_findings', 'results_dir',
+           'load_results', 'restore_run', 'open_results', 'boot', 'sign_test', 'holm', 'findings_table',
+           'findings_markdown', 'accuracy_chart', 'reward_chart']
 
 # %% ../nbs/18_findings.ipynb #c67c3eb5
 _REPO = Path(__file__).resolve().parent.parent if "__file__" in globals() else Path("..")   # the package's checkout (nbs/ in a notebook)
@@ -170,14 +171,17 @@ def _outcomes(recs: list[dict], mode: str) -> dict:
     return max(by_key.values(), key=len) if by_key else {}
 
 def _log_facts(d: Path) -> dict:
-    "RL steps, collapse onset (as an RL step, 1 = first), lead time, max KL and rewards of an exported log."
+    "RL steps, collapse onset (as an RL step, 1 = first), lead time, max KL, rewards, the last step's unhealthy share (not a healthy call or response, or cut by the cap)."
     ev, st = _parquet(d, "events"), _parquet(d, "steps")
     rl = sorted(st.filter(pl.col("phase") == "rl")["step"].to_list()) if st is not None else []
     data = lambda kind: [json.loads(x or "{}") for x in ev.filter(pl.col("kind") == kind).sort("step")["data"]] if ev is not None else []
     coll, lead = data("collapse"), data("lead_time")
     onset = coll[0].get("onset") if coll else None
     r = st.filter(pl.col("phase") == "rl").sort("step") if st is not None else None
-    return dict(rl_steps=len(rl), collapse_rl_step=None if onset is None else sum(1 for s in rl if s <= onset),
+    acts = _parquet(d, "actions")
+    last = acts.filter(pl.col("step") == rl[-1]) if acts is not None and rl else None
+    healthy = (pl.col("state").is_in(["healthy_tool_call", "healthy_response"]) & ~pl.col("truncated").fill_null(False))
+    return dict(rl_steps=len(rl), unhealthy_last=1.0 - last.select(healthy.mean()).item() if last is not None and len(last) else None, collapse_rl_step=None if onset is None else sum(1 for s in rl if s <= onset),
                 lead_time=lead[-1].get("lead_time") if lead else None, first_spike_key=lead[-1].get("first_spike_key") if lead else None,
                 kl_max=float(r["kl"].max()) if r is not None and len(r) else None,
                 reward_last3=float(r["reward_mean"][-3:].mean()) if r is not None and len(r) else None)
@@ -370,18 +374,130 @@ def _f2b(runs) -> dict:
                      "decides. reproduced: its interval excludes a 10-point loss while strict drops significantly; not reproduced: it loses "
                      "10 points or more, significantly")
 
-# Findings whose sections are declared in the campaign file but not run yet: (id, claim, the paper's number, sections)
-PENDING = [
-    ("F3", "interleaved SFT/RL (ETS, PRS) is more stable than synchronous signals (SFT->RL, OPS, HBG)",
-     "BFCL avg, Qwen2.5-1.5B: ETS 20.0, PRS 25.75 vs SFT->RL 17.25, OPS 1.5, HBG 0.0", ["schemes"]),
-    ("F4", "interleaved supervision delays or prevents the collapse (onset, unhealthy share)",
-     "GRPO 0.0 and HBG 0.0 (collapsed) vs ETS 20.0, PRS 25.75 (BFCL avg, Qwen2.5-1.5B)", ["schemes"]),
-    ("F5", "SFT-heavy methods lose format OOD", "ACEBench format+content OOD: ETS 8.75, PRS 12.0 vs Vanilla 26.0, OPS 25.75, GRPO 24.75", ["schemes"]),
-    ("F6", "the SFT learning rate (1e-5 vs 1e-6) changes the ranking of ETS and PRS", "ETS 20.0 at SFT LR 1e-5 vs 17.25 at 1e-6 (BFCL avg, Qwen2.5-1.5B)",
-     ["sft_lr", "schemes"]),
-    ("Q1", "does the tokenisation of the control tags (one token vs five pieces) change the collapse?", "-", ["tags"]),
-    ("Q2", "do the controller's variants and the field's stabilisers repair the collapse at the same budget?", "-", ["beyond"]),
-]
+# The schemes' analyses (F3-F6, Q2). SFT->RL, vanilla GRPO from the warm-up, is the ladder's top arm (the same config).
+VANILLA = ("lr_ladder", "rl_lr1e-4")
+INTERLEAVED = (("schemes", "ets"), ("schemes", "prs"))
+SYNCHRONOUS = (VANILLA, ("schemes", "ops"), ("schemes", "hbg"))
+MIN_SEEDS = 3
+CLAIMS = {   # id: (claim, the paper's number)
+    "F3": ("interleaved SFT/RL (ETS, PRS) ends more accurate than the synchronous signals (SFT->RL, OPS, HBG)",
+           "BFCL avg, Qwen2.5-1.5B: ETS 20.0, PRS 25.75 vs SFT->RL 17.25, OPS 1.5, HBG 0.0"),
+    "F4": ("interleaved supervision prevents the collapse: fewer unhealthy actions at the end than the synchronous signals",
+           "GRPO 0.0 and HBG 0.0 (collapsed) vs ETS 20.0, PRS 25.75 (BFCL avg, Qwen2.5-1.5B)"),
+    "F5": ("SFT-heavy methods (ETS, PRS) lose format OOD against SFT->RL and OPS",
+           "ACEBench format+content OOD: ETS 8.75, PRS 12.0 vs Vanilla 26.0, OPS 25.75, GRPO 24.75"),
+    "F6": ("the SFT learning rate (1e-5 vs 1e-6) changes the ranking of ETS and PRS",
+           "ETS 20.0 at SFT LR 1e-5 vs 17.25 at 1e-6 (BFCL avg, Qwen2.5-1.5B)"),
+    "Q2": ("do the controller's variants and the field's stabilisers repair the collapse at the same budget?", "-"),
+}
+
+def _name(x) -> str: return "/".join(x)
+def _pool(runs, arms, mode) -> list[dict]: return [o for x in arms for o in _outs(_arm(runs, *x), mode)]
+def _seeds(runs, arms, mode="strict") -> list[int]: return [len(_outs(_arm(runs, *x), mode)) for x in arms]
+
+def _row(fid, runs, arms, ours, t, test, decide, rule, mode="strict") -> dict:
+    "A finding's row; fewer than MIN_SEEDS seeds in an arm: the statistic is shown, p stays out of Holm, verdict undetermined."
+    claim, paper = CLAIMS[fid]
+    seeds = _seeds(runs, arms, mode)
+    if not all(seeds): return dict(_not_run(fid, claim, paper, [_name(x) for x in arms]), seeds_per_arm=seeds,
+                                   ours="not run" if not any(seeds) else f"partial: {', '.join(_name(x) for x, n in zip(arms, seeds) if not n)} not run")
+    partial = min(seeds) < MIN_SEEDS
+    if partial: ours += f" (partial: fewer than {MIN_SEEDS} seeds in {', '.join(_name(x) for x, n in zip(arms, seeds) if n < MIN_SEEDS)}; p {t['p']:.3g} not tested)"
+    return dict(finding=fid, claim=claim, paper=paper, ours=ours, interval=t.get("ci"), estimate=t.get("estimate"), test=test,
+                p=None if partial else t["p"], arms=[_name(x) for x in arms], seeds_per_arm=seeds, n_tasks=t.get("n_tasks", 0),
+                decide=(lambda q: "undetermined") if partial else decide, rule=rule)
+
+def _accs(runs, arms, mode, tasks) -> str:
+    return ", ".join(f"{x[1]} {_pct(_acc(_outs(_arm(runs, *x), mode), tasks))}%" for x in arms if _outs(_arm(runs, *x), mode))
+
+def _better(t, margin=10.0):
+    "reproduced: significantly above 0; not reproduced: the interval excludes a gain of `margin` points."
+    return lambda q: "reproduced" if q < ALPHA and t["estimate"] > 0 else "not reproduced" if t["ci"][1] < margin else "undetermined"
+
+def _f3(runs) -> dict:
+    arms = INTERLEAVED + SYNCHRONOUS
+    if not all(_seeds(runs, arms)): return _row("F3", runs, arms, "", {}, "", None, "")
+    t = boot({"i": _pool(runs, INTERLEAVED, "strict"), "s": _pool(runs, SYNCHRONOUS, "strict")}, lambda x: x["i"] - x["s"])
+    tasks = list(_pool(runs, arms, "strict")[0])
+    ours = f"strict: {_accs(runs, arms + (('schemes', 'resets_only'),), 'strict', tasks)}"
+    if _outs(_arm(runs, "schemes", "resets_only"), "strict"):   # the resets alone, without SFT
+        c = boot({"e": _pool(runs, [("schemes", "ets")], "strict"), "r": _pool(runs, [("schemes", "resets_only")], "strict")}, lambda x: x["e"] - x["r"])
+        ours += f"; ets - resets_only {c['estimate']:+.1f} points [{c['ci'][0]:+.1f}, {c['ci'][1]:+.1f}]"
+    return _row("F3", runs, arms, ours, t, "interleaved (ets, prs) - synchronous (sft_rl, ops, hbg), strict, paired bootstrap (tasks x seeds)",
+                _better(t), "reproduced: interleaved significantly more accurate; not reproduced: the interval excludes a 10-point gain")
+
+def _perm_test(a: list[float], b: list[float]) -> float:
+    "Exact two-sided permutation test of the difference in means of two small samples."
+    import itertools
+    pooled, k, obs = a + b, len(a), abs(sum(a) / len(a) - sum(b) / len(b))
+    n = hits = 0
+    for idx in itertools.combinations(range(len(pooled)), k):
+        s = set(idx); x = [pooled[i] for i in idx]; y = [pooled[i] for i in range(len(pooled)) if i not in s]
+        n += 1; hits += abs(sum(x) / len(x) - sum(y) / len(y)) >= obs - 1e-12
+    return hits / n
+
+def _f4(runs) -> dict:
+    arms = INTERLEAVED + SYNCHRONOUS
+    if not all(_seeds(runs, arms)): return _row("F4", runs, arms, "", {}, "", None, "")
+    share = lambda xs: [r["unhealthy_last"] for x in xs for r in _arm(runs, *x) if r["unhealthy_last"] is not None]
+    a, b = share(INTERLEAVED), share(SYNCHRONOUS)
+    est = sum(a) / len(a) - sum(b) / len(b)
+    t = dict(estimate=est, p=_perm_test(a, b))
+    ours = ("unhealthy share of the last RL step's actions: " + ", ".join(
+        f"{x[1]} {sum(share([x])) / max(len(share([x])), 1):.2f} (collapsed {sum(r['collapse_rl_step'] is not None for r in _arm(runs, *x))}/{len(_arm(runs, *x))})"
+        for x in arms) + f"; interleaved - synchronous {est:+.2f}")
+    decide = lambda q: ("reproduced" if est < 0 else "not reproduced") if q < ALPHA else "undetermined"
+    return _row("F4", runs, arms, ours, t, "exact permutation test over runs, unhealthy share at the last RL step", decide,
+                "a verdict either way needs the permutation test significant (its sign decides)")
+
+def _f5(runs) -> dict:
+    a_arms, b_arms = INTERLEAVED, (VANILLA, ("schemes", "ops"))
+    arms = a_arms + b_arms
+    if not all(_seeds(runs, arms, "format_ood")): return _row("F5", runs, arms, "", {}, "", None, "", mode="format_ood")
+    t = boot({"a": _pool(runs, a_arms, "format_ood"), "b": _pool(runs, b_arms, "format_ood")}, lambda x: x["a"] - x["b"])
+    ref = _outs(_arm(runs, "reference", "reference"), "format_ood")
+    tasks = list(_pool(runs, arms, "format_ood")[0])
+    floor = max(_acc(_pool(runs, b_arms, "format_ood"), tasks), _acc(ref, tasks) if ref else 0.0) < FLOOR
+    ours = f"format OOD: {_accs(runs, arms, 'format_ood', tasks)}" + (f"; warm-up {_pct(_acc(ref, tasks))}%" if ref else "")
+    if floor: ours += f" (below the {FLOOR:.0f}% floor: a loss cannot show)"
+    decide = lambda q: ("undetermined" if floor else "reproduced" if q < ALPHA and t["estimate"] < 0
+                        else "not reproduced" if t["ci"][0] > -10 else "undetermined")
+    return _row("F5", runs, arms, ours, t, "(ets, prs) - (sft_rl, ops), format OOD, paired bootstrap (tasks x seeds)", decide,
+                f"reproduced: a significant loss; not reproduced: the interval excludes a 10-point loss; undetermined below the {FLOOR:.0f}% floor",
+                mode="format_ood")
+
+def _f6(runs) -> dict:
+    hi, lo = INTERLEAVED, (("sft_lr", "ets-sftlr1e-6"), ("sft_lr", "prs-sftlr1e-6"))
+    arms = hi + lo
+    if not all(_seeds(runs, arms)): return _row("F6", runs, arms, "", {}, "", None, "")
+    o = {k: _pool(runs, [x], "strict") for k, x in zip(("e5", "p5", "e6", "p6"), arms)}
+    t = boot(o, lambda x: (x["p5"] - x["e5"]) - (x["p6"] - x["e6"]))
+    tasks = list(o["e5"][0]); d5, d6 = (_acc(o["p5"], tasks) - _acc(o["e5"], tasks)), (_acc(o["p6"], tasks) - _acc(o["e6"], tasks))
+    ours = f"strict: {_accs(runs, arms, 'strict', tasks)}; PRS - ETS {d5:+.1f} points at SFT LR 1e-5, {d6:+.1f} at 1e-6"
+    decide = lambda q: ("reproduced" if q < ALPHA and d5 * d6 < 0 else "not reproduced" if -10 < t["ci"][0] and t["ci"][1] < 10 else "undetermined")
+    return _row("F6", runs, arms, ours, t, "interaction (PRS - ETS at 1e-5) - (PRS - ETS at 1e-6), strict, paired bootstrap", decide,
+                "reproduced: the interaction significant and the order flips; not reproduced: the interaction's interval within +-10 points")
+
+def _q2(runs, spec) -> dict:
+    names = list(spec["sections"].get("beyond", {}))
+    base = lambda a: ("beyond", "sft_rl-mb2") if a in ("clip_higher", "gspo") else VANILLA   # the clip fixes' own baseline
+    variants = [a for a in names if a != "sft_rl-mb2"]
+    arms = [("beyond", a) for a in names] + [VANILLA]
+    if not all(_seeds(runs, arms)): return _row("Q2", runs, arms, "", {}, "", None, "")
+    tests = {a: boot({"v": _pool(runs, [("beyond", a)], "strict"), "b": _pool(runs, [base(a)], "strict")}, lambda x: x["v"] - x["b"])
+             for a in variants}
+    adj = dict(zip(tests, holm([t["p"] for t in tests.values()])))
+    best = max(tests, key=lambda a: tests[a]["estimate"])
+    t = dict(tests[best], p=adj[best])
+    ours = "; ".join(f"{a} {tests[a]['estimate']:+.1f} [{tests[a]['ci'][0]:+.1f}, {tests[a]['ci'][1]:+.1f}]" for a in variants)
+    decide = lambda q: ("reproduced" if q < ALPHA and t["estimate"] > 0 else
+                        "not reproduced" if all(x["ci"][1] < 10 for x in tests.values()) else "undetermined")
+    return _row("Q2", runs, arms, "strict, variant - its baseline: " + ours, t,
+                f"best variant ({best}) - its baseline, strict, paired bootstrap, Holm over the {len(tests)} variants", decide,
+                "yes (reproduced): the best variant significantly better after Holm; no (not reproduced): every interval excludes a 10-point gain")
+
+# Findings whose sections are not in this campaign file yet: (id, claim, the paper's number, sections)
+PENDING = [("Q1", "does the tokenisation of the control tags (one token vs five pieces) change the collapse?", "-", ["tags"])]
 
 def _pending(runs, spec, fid, claim, paper, sections) -> dict:
     "A finding whose analysis waits for its sections: the arms it needs and how many seeds of each are exported."
@@ -392,7 +508,8 @@ def _pending(runs, spec, fid, claim, paper, sections) -> dict:
 def findings_table(root=None) -> list[dict]:
     "One dict per finding (F1, F2a, F2b, F3-F6, Q1, Q2): claim, the paper's number, ours, interval, test, p, Holm p, verdict, arms, seeds."
     runs, spec = load_results(root), campaign()
-    rows = [_f1(runs), _f2a(runs), _f2b(runs)] + [_pending(runs, spec, *x) for x in PENDING]
+    rows = ([_f1(runs), _f2a(runs), _f2b(runs), _f3(runs), _f4(runs), _f5(runs), _f6(runs)]
+            + [_pending(runs, spec, *x) for x in PENDING] + [_q2(runs, spec)])
     for r, q in zip(rows, holm([r["p"] for r in rows])):
         r["p_holm"] = q
         decide = r.pop("decide"); r["verdict"] = decide(q) if q is not None else "undetermined"
