@@ -68,6 +68,17 @@ def test_campaign_runs_exports_and_decides(tmp_path, monkeypatch):
     top = [r for r in runs if r["arm"] == "rl_lr1e-4"]
     assert all(set(r["outcomes"]) == {"strict", "forced_prefix"} and r["rl_steps"] == 1 for r in top)
     assert all(r["loglik"]["json"] and r["loglik"]["python"] for r in top) and all(not r["loglik"] for r in runs if r["arm"] == "rl_lr1e-5")
+    # a section with its own warm-up (Q1's layout): its reference is evaluated first and its arms start from it
+    warm2 = dict(TINY, warmup_tasks=2, seed=1, run_dir=str(tmp_path / "runs" / "warm2"))
+    tr = Trainer(from_dict(TrainConfig, warm2)); tr.run(); tr.log.close()
+    spec = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump(dict(spec, section_warmups={"tags": "runs/warm2"}, tags={"five": {"grpo.lr": 1e-4}})))
+    monkeypatch.undo()
+    tags = fd.run_findings({"tags": None}, path=path, progress=False, seeds=[0])
+    assert [p.relative_to(results).as_posix() for p in tags] == ["tags/reference", "tags/method=five_seed=0"]
+    five = yaml.safe_load((results / "tags" / "method=five_seed=0" / "config.yaml").read_text())
+    assert "warm2" in five["init_from"] and "warm2" in (results / "tags" / "reference" / "checkpoint.txt").read_text()
+
     rows = fd.findings_table(results)
     assert [r["finding"] for r in rows] == ["F1", "F2a", "F2b", "F3", "F4", "F5", "F6", "Q1", "Q2"]
     f1 = rows[0]

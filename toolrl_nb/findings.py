@@ -18,14 +18,14 @@ from .trainer import checkpoints
 
 # %% auto #0
 __all__ = ['FINDINGS_FILE', 'RESERVED', 'ALPHA', 'SURVIVAL_MODES', 'FLOOR', 'VANILLA', 'INTERLEAVED', 'SYNCHRONOUS', 'MIN_SEEDS',
-           'CLAIMS', 'PENDING', 'campaign', 'export_run', 'run_reference', 'run_findings', 'results_dir',
-           'load_results', 'restore_run', 'open_results', 'boot', 'sign_test', 'holm', 'findings_table',
-           'findings_markdown', 'accuracy_chart', 'reward_chart']
+           'CLAIMS', 'FIVE', 'campaign', 'export_run', 'run_reference', 'run_findings', 'results_dir', 'load_results',
+           'restore_run', 'open_results', 'boot', 'sign_test', 'holm', 'findings_table', 'findings_markdown',
+           'accuracy_chart', 'reward_chart']
 
 # %% ../nbs/18_findings.ipynb #c67c3eb5
 _REPO = Path(__file__).resolve().parent.parent if "__file__" in globals() else Path("..")   # the package's checkout (nbs/ in a notebook)
 FINDINGS_FILE = _REPO / "configs" / "cpu" / "findings.yaml"
-RESERVED = {"base", "root", "results", "warmup_run", "seeds", "eval", "overrides", "reference_modes", "arm_modes"}
+RESERVED = {"base", "root", "results", "warmup_run", "seeds", "eval", "overrides", "reference_modes", "arm_modes", "section_warmups"}
 
 def campaign(path=None,   # the campaign file (default: configs/cpu/findings.yaml)
             ) -> dict:    # the file's mapping, `sections` (name -> arms) and `repo` added
@@ -105,14 +105,21 @@ def _claim(path: Path):
         return
     yield False
 
-def run_reference(spec: dict, progress: bool = True) -> Path:
-    "Evaluate the shared warm-up checkpoint once in `reference_modes`; export it to `<results>/reference`."
-    repo = spec["repo"]; dest = repo / spec["results"] / "reference"
+def _warmup(spec: dict, section: str | None = None) -> tuple[str, Path]:
+    "(campaign key, warm-up run folder) of a section: its own (`section_warmups`) or the shared `warmup_run`."
+    own = (spec.get("section_warmups") or {}).get(section)
+    return (f"section_warmups.{section}", spec["repo"] / own) if own else ("warmup_run", spec["repo"] / spec["warmup_run"])
+
+def run_reference(spec: dict, progress: bool = True,
+                  section: str | None = None) -> Path:  # a section with its own warm-up: `<results>/<section>/reference`
+    "Evaluate a warm-up checkpoint once in `reference_modes`; export it to `<results>/reference` (or the section's)."
+    repo = spec["repo"]; sub = Path(section or "") / "reference"; dest = repo / spec["results"] / sub
     modes = tuple(spec.get("reference_modes", ["strict"]))
     if dest.exists() and not (modes := _missing_modes(dest, modes)): return dest
-    ck = pinned_checkpoint(repo / spec["warmup_run"])
-    if ck is None: raise FileNotFoundError(f"warmup_run: {repo / spec['warmup_run']} has no pinned warm-up checkpoint; train it first")
-    run_dir = repo / spec["root"] / "reference"
+    key, warm = _warmup(spec, section)
+    ck = pinned_checkpoint(warm)
+    if ck is None: raise FileNotFoundError(f"{key}: {warm} has no pinned warm-up checkpoint; train it first")
+    run_dir = repo / spec["root"] / sub
     if not (run_dir / "eval_tasks.jsonl").exists(): modes = tuple(spec.get("reference_modes", ["strict"]))   # a new machine: all of them
     ood_eval(ck, run_dir / "log.duckdb", modes=modes, progress=progress, **spec["eval"])
     shutil.copy(ck.parent.parent / "config.yaml", run_dir / "config.yaml")
@@ -131,6 +138,9 @@ def run_findings(sections: dict,        # {section: [arm names] or None for all}
         if section == "reference": out.append(run_reference(spec, progress)); continue
         if section not in spec["sections"]: raise ConfigError(f"no section {section!r} in the campaign (it has {', '.join(spec['sections'])})")
         kw = load_experiment(path or FINDINGS_FILE, section, repo=repo)
+        if section in (spec.get("section_warmups") or {}):   # its own warm-up: its reference first, its arms start from it
+            out.append(run_reference(spec, progress, section))
+            kw["base_config"]["init_from"] = str(pinned_checkpoint(_warmup(spec, section)[1]))
         arms = kw["grid"]["method"]
         if bad := [n for n in (names or []) if n not in arms]: raise ConfigError(f"{section}: no arm {bad[0]!r} (it has {', '.join(arms)})")
         for arm in names or list(arms):
@@ -401,7 +411,7 @@ def _row(fid, runs, arms, ours, t, test, decide, rule, mode="strict") -> dict:
     seeds = _seeds(runs, arms, mode)
     if not all(seeds): return dict(_not_run(fid, claim, paper, [_name(x) for x in arms]), seeds_per_arm=seeds,
                                    ours="not run" if not any(seeds) else f"partial: {', '.join(_name(x) for x, n in zip(arms, seeds) if not n)} not run")
-    partial = min(seeds) < MIN_SEEDS
+    partial = min(n for x, n in zip(arms, seeds) if x[1] != "reference") < MIN_SEEDS   # a warm-up is one checkpoint
     if partial: ours += f" (partial: fewer than {MIN_SEEDS} seeds in {', '.join(_name(x) for x, n in zip(arms, seeds) if n < MIN_SEEDS)}; p {t['p']:.3g} not tested)"
     return dict(finding=fid, claim=claim, paper=paper, ours=ours, interval=t.get("ci"), estimate=t.get("estimate"), test=test,
                 p=None if partial else t["p"], arms=[_name(x) for x in arms], seeds_per_arm=seeds, n_tasks=t.get("n_tasks", 0),
@@ -496,20 +506,29 @@ def _q2(runs, spec) -> dict:
                 f"best variant ({best}) - its baseline, strict, paired bootstrap, Holm over the {len(tests)} variants", decide,
                 "yes (reproduced): the best variant significantly better after Holm; no (not reproduced): every interval excludes a 10-point gain")
 
-# Findings whose sections are not in this campaign file yet: (id, claim, the paper's number, sections)
-PENDING = [("Q1", "does the tokenisation of the control tags (one token vs five pieces) change the collapse?", "-", ["tags"])]
+CLAIMS["Q1"] = ("does the tokenisation of the control tags (one token vs five pieces) change the collapse?", "-")
+FIVE = ("tags", "rl_lr1e-4-five")   # the ladder's top arm from a warm-up whose tool tags are five pieces each
 
-def _pending(runs, spec, fid, claim, paper, sections) -> dict:
-    "A finding whose analysis waits for its sections: the arms it needs and how many seeds of each are exported."
-    arms = [f"{sec}/{a}" for sec in sections for a in spec["sections"].get(sec, {})] or [f"{sec} (no campaign file yet)" for sec in sections]
-    seeds = [len(_arm(runs, *a.split("/", 1))) if "/" in a else 0 for a in arms]
-    return dict(_not_run(fid, claim, paper, arms), seeds_per_arm=seeds)
+def _q1(runs) -> dict:
+    "Q1: the drop from each warm-up after RL at 1e-4, five-piece tags against single tokens (paired tasks, seeds resampled)."
+    arms = (("reference", "reference"), VANILLA, ("tags", "reference"), FIVE)
+    if not all(_seeds(runs, arms)): return _row("Q1", runs, arms, "", {}, "", None, "")
+    o = {k: _pool(runs, [x], "strict") for k, x in zip(("w1", "a1", "w5", "a5"), arms)}
+    t = boot(o, lambda x: (x["a5"] - x["w5"]) - (x["a1"] - x["w1"]))
+    tasks = list(o["w1"][0])
+    coll = lambda x: f"{sum(r['collapse_rl_step'] is not None for r in _arm(runs, *x))}/{len(_arm(runs, *x))}"
+    ours = (f"strict: single-token warm-up {_pct(_acc(o['w1'], tasks))}% -> {_pct(_acc(o['a1'], tasks))}% (collapsed {coll(VANILLA)}); "
+            f"five-piece warm-up {_pct(_acc(o['w5'], tasks))}% -> {_pct(_acc(o['a5'], tasks))}% (collapsed {coll(FIVE)})")
+    decide = lambda q: "reproduced" if q < ALPHA else "not reproduced" if -10 < t["ci"][0] and t["ci"][1] < 10 else "undetermined"
+    return _row("Q1", runs, arms, ours, t, "(five-piece drop) - (single-token drop), strict, paired bootstrap (tasks x seeds)", decide,
+                "yes (reproduced): the drops differ significantly; no (not reproduced): the difference's interval within +-10 points. "
+                "A drop is bounded by its warm-up's level: read it with the two warm-ups' accuracies")
 
 def findings_table(root=None) -> list[dict]:
     "One dict per finding (F1, F2a, F2b, F3-F6, Q1, Q2): claim, the paper's number, ours, interval, test, p, Holm p, verdict, arms, seeds."
     runs, spec = load_results(root), campaign()
     rows = ([_f1(runs), _f2a(runs), _f2b(runs), _f3(runs), _f4(runs), _f5(runs), _f6(runs)]
-            + [_pending(runs, spec, *x) for x in PENDING] + [_q2(runs, spec)])
+            + [_q1(runs), _q2(runs, spec)])
     for r, q in zip(rows, holm([r["p"] for r in rows])):
         r["p_holm"] = q
         decide = r.pop("decide"); r["verdict"] = decide(q) if q is not None else "undetermined"
