@@ -580,14 +580,15 @@ def ood_eval(source,                  # run dir or checkpoint (see `resolve_sour
              max_action_tokens: int = 72,
              progress: bool = False,
              env_cfg=None,            # environment of a bare model (e.g. the base model: the runs' `cfg.env`)
-             modes=MODES) -> bool:    # which modes (a run's trainer already logged strict on its own eval tasks)
+             modes=MODES,             # which modes (a run's trainer already logged strict on its own eval tasks)
+             batch_size: int = 0) -> bool:  # tasks per batched rollout (0: all at once; 100 fast-lane tasks hold ~7-10 GB of KV cache)
     "Accuracy of `source` in `modes` (default: all four), logged once: False if `log_path` already has a content-OOD one."
     if Path(log_path).exists():
         with RunLog(log_path, read_only=True) as lg:
             if lg.query("SELECT count(*) AS n FROM evaluations WHERE mode = 'content_ood'")["n"][0]: return False
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     evaluate_checkpoint(source, env_cfg=env_cfg, modes=modes, n_tasks=n_tasks, max_action_tokens=max_action_tokens, log=log_path,
-                        progress=progress, batch_size=0)   # one batched rollout per mode
+                        progress=progress, batch_size=batch_size)   # 0: one batched rollout per mode
     return True
 
 _UNHEALTHY = "state IN ('text_pollution', 'collapsed')"
