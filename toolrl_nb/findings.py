@@ -191,7 +191,8 @@ def _log_facts(d: Path) -> dict:
     acts = _parquet(d, "actions")
     last = acts.filter(pl.col("step") == rl[-1]) if acts is not None and rl else None
     healthy = (pl.col("state").is_in(["healthy_tool_call", "healthy_response"]) & ~pl.col("truncated").fill_null(False))
-    return dict(rl_steps=len(rl), unhealthy_last=1.0 - last.select(healthy.mean()).item() if last is not None and len(last) else None, collapse_rl_step=None if onset is None else sum(1 for s in rl if s <= onset),
+    unhealthy = 1.0 - last.select(healthy.mean()).item() if last is not None and len(last) else None
+    return dict(rl_steps=len(rl), unhealthy_last=unhealthy, collapse_rl_step=None if onset is None else sum(1 for s in rl if s <= onset),
                 lead_time=lead[-1].get("lead_time") if lead else None, first_spike_key=lead[-1].get("first_spike_key") if lead else None,
                 kl_max=float(r["kl"].max()) if r is not None and len(r) else None,
                 reward_last3=float(r["reward_mean"][-3:].mean()) if r is not None and len(r) else None)
