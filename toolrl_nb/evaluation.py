@@ -19,12 +19,12 @@ from .runlog import RunLog, RunSet, TABLES, open_many, _STEP_AXIS
 from .trainer import EnvConfig, TrainConfig, Trainer, checkpoints, load_weights, make_env
 
 # %% auto #0
-__all__ = ['MODES', 'EXTRA_MODES', 'ALL_MODES', 'OOD_MODES', 'COLUMNS', 'FORCED_PREFIX', 'PAPER_RESULTS', 'OOD_COLUMNS', 'wilson',
-           'category_key', 'mode_setup', 'EvalSource', 'resolve_source', 'read_task_results', 'summary_rows',
-           'forced_prefix_episodes', 'gold_loglik', 'evaluate_checkpoint', 'three_way', 'paper_results', 'paper_table',
-           'ood_table', 'to_markdown', 'expand_grid', 'run_status', 'sweep', 'pinned_checkpoint', 'load_experiment',
-           'mcnemar_exact', 'paired_test', 'ood_eval', 'task_outcomes', 'method_table', 'run_arms', 'step_table',
-           'compare_chart']
+__all__ = ['MODES', 'EXTRA_MODES', 'ALL_MODES', 'OOD_MODES', 'COLUMNS', 'FORCED_PREFIX', 'LOGLIK_COLUMNS', 'PAPER_RESULTS',
+           'OOD_COLUMNS', 'wilson', 'category_key', 'mode_setup', 'EvalSource', 'resolve_source', 'read_task_results',
+           'summary_rows', 'forced_prefix_episodes', 'gold_loglik', 'evaluate_checkpoint', 'three_way', 'paper_results',
+           'paper_table', 'ood_table', 'to_markdown', 'expand_grid', 'run_status', 'sweep', 'pinned_checkpoint',
+           'load_experiment', 'mcnemar_exact', 'paired_test', 'ood_eval', 'task_outcomes', 'method_table', 'run_arms',
+           'step_table', 'compare_chart']
 
 # %% ../nbs/15_evaluation.ipynb #a0c6ad11
 def wilson(k: int,          # tasks passed
@@ -169,6 +169,7 @@ def forced_prefix_episodes(model, tok, env, tasks,   # policy, its tokenizer, en
     return [(t.task, t.score, [a.text for a in t.actions]) for t in trajs]
 
 def _mean(xs) -> float | None: return sum(xs) / len(xs) if xs else None
+LOGLIK_COLUMNS = ("mean_logp", "logp_content", "logp_control")   # gold log-lik per token: all, content, control
 
 def gold_loglik(model, tok, env, tasks,    # policy, its tokenizer, environment, tasks
                 fmts=("json", "python"),  # call formats to render the gold in
@@ -197,7 +198,7 @@ def gold_loglik(model, tok, env, tasks,    # policy, its tokenizer, environment,
 
 def _loglik_frame(recs: list[dict], per_task: bool = False) -> pl.DataFrame:
     "Per-task gold log-lik records as they are, or averaged per format and category (and `all`)."
-    vals = ("mean_logp", "logp_content", "logp_control")
+    vals = LOGLIK_COLUMNS
     if per_task:
         return pl.DataFrame(recs, schema=dict(fmt=pl.String, task_id=pl.String, category=pl.String, **{v: pl.Float64 for v in vals}))
     rows = []
@@ -224,7 +225,7 @@ def _logged(log, row: dict) -> bool:
 
 def _frame(rows: list[dict], fmts: dict) -> pl.DataFrame:
     ci = lambda r: wilson(r["n_passed"], r["n_tasks"]) if r["n_passed"] is not None else (None, None)
-    lls = ("mean_logp", "logp_content", "logp_control")
+    lls = LOGLIK_COLUMNS
     out = [dict(r, ci_low=ci(r)[0], ci_high=ci(r)[1], fmt=r.get("fmt") or fmts[r["mode"]], **{k: r.get(k) for k in lls})
            for r in rows]
     schema = dict(step=pl.Int64, checkpoint=pl.String, split=pl.String, category=pl.String, mode=pl.String,
@@ -272,7 +273,8 @@ def evaluate_checkpoint(source,                       # run dir | checkpoint dir
             if mode == "gold_loglik":   # no sampling: teacher-forced, every format; per-task values in the sidecar, not logged
                 key = _setting_key(src, mode, split, "all formats", rcfg)
                 recs = {(r["task_id"], r["fmt"]): r for r in cached if r["key"] == key}
-                if todo := [t for t in tasks if not any(k[0] == t.id for k in recs)]:
+                have = {task_id for task_id, _ in recs}
+                if todo := [t for t in tasks if t.id not in have]:
                     if model is None:
                         model, tok = load_policy(src.model)
                         if src.checkpoint is not None: load_weights(model, src.checkpoint)

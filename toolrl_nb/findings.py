@@ -12,7 +12,7 @@ import polars as pl
 import yaml
 
 from .config import ConfigError
-from .evaluation import load_experiment, ood_eval, pinned_checkpoint, read_task_results, sweep
+from .evaluation import expand_grid, load_experiment, ood_eval, pinned_checkpoint, read_task_results, sweep
 from .runlog import RunLog, open_many
 from .trainer import checkpoints
 
@@ -73,7 +73,6 @@ def _missing_modes(dest: Path, modes) -> tuple:
 
 def _complete(kw, arm, overrides, seed, root, dest, modes, spec, progress) -> list[Path]:
     "Evaluate an exported run's last checkpoint in `modes` and export it again; [] (with a note) if its run folder is gone."
-    from toolrl_nb.evaluation import expand_grid
     run = Path(expand_grid(kw["base_config"], {"method": {arm: overrides}}, [seed], root)[0][1]["run_dir"])
     if not checkpoints(run):
         print(f"{dest.name}: {', '.join(modes)} missing and no checkpoint in {run} (the run's machine has it): skipped"); return []
