@@ -29,16 +29,22 @@ demo: setup model
 browser-deps:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: browser tests will skip"
 
+# Each test command writes its temporary files (small runs' checkpoints, pytest's tmp_path) under one folder that is
+# removed when it ends, passed or failed: leftovers of earlier runs filled a CI disk once (torch.save failed mid-write).
+# It prints the free space first, since a full disk fails a test in ways that do not say so.
+TEST_TMP = d=$$(mktemp -d -t toolrl-test.XXXXXX); trap 'rm -rf "$$d"' EXIT; export TMPDIR=$$d; \
+	echo "temporary files: $$d ($$(df -h --output=avail "$$d" | tail -1 | tr -d ' ') free; the suite needs about 6 GB)";
+
 test-fast: setup
-	$(BIN)/nbdev_test --n_workers 2
+	$(TEST_TMP) $(BIN)/nbdev_test --n_workers 2
 
 # One torch thread per notebook worker: two workers with two threads each oversubscribe 2 cores, and OpenMP's
 # spinning threads then slow SmolLM2 sampling by 10x or more (a real rollout cell went from 81 s to over 14 min).
 test-slow: setup model
-	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --flags slow --n_workers 2 --timing
+	$(TEST_TMP) OMP_NUM_THREADS=1 $(BIN)/nbdev_test --flags slow --n_workers 2 --timing
 
 test-py: setup model
-	$(BIN)/pytest -q tests
+	$(TEST_TMP) $(BIN)/pytest -q tests
 
 test: setup model browser-deps test-slow test-py
 

@@ -158,7 +158,7 @@ def save_checkpoint(run_dir, step: int, model, optimizer, scheduler, extra: dict
         with disk_full_named(final, need):               # ... or when a write hits it (the other checkpoints stay whole)
             tmp.mkdir()
             for name, obj in (("weights.pt", weights), ("state.pt", state)):
-                with open(tmp / name, "wb") as f: torch.save(obj, f)   # a Python file: ENOSPC is an OSError, not torch's RuntimeError
+                with open(tmp / name, "wb") as f: torch.save(obj, f)   # a Python file: ENOSPC surfaces as an OSError (or a short write)
             if pin: (tmp / "PINNED").write_text("the SFT warm-up's end: where RL starts\n")
             if tok is not None: save_tool_tags(tmp, tok)    # which tag form (five-piece / single-token) the weights expect
     except BaseException:
