@@ -7,6 +7,8 @@ without the sampling). Time per decode step, median over the steps; repeats inte
 
   concat      : HF's `DynamicCache` (every append concatenates: the whole cache is copied each step)
   preallocate : `GrowingLayer` (the current default): appends write into a buffer with spare room
+  packed      : preallocate, inside `packed_linears` (`rollout.packed_linears: true`): oneDNN-prepacked Linear weights;
+                its logits are compared with preallocate's on the same feeds (max difference relative to max |logit|)
 
 Bounds, measured in the same invocation with the same threads:
   weight-read bound = bytes of the weights / read bandwidth (`sum` over a buffer as large as the weights)
@@ -14,7 +16,7 @@ Bounds, measured in the same invocation with the same threads:
 A step's share of a bound = bound / measured step time (1.0 = at the bound). Attention over the cache is extra work
 on top of either bound (reported as the KV bytes a step reads).
 
-    .venv/bin/python bench/decode_bench.py --threads 2 --repeats 3
+    .venv/bin/python bench/decode_bench.py --threads 2 --repeats 3 --variants preallocate,packed
 """
 import argparse, json, os, platform, statistics, time
 from pathlib import Path
@@ -37,22 +39,26 @@ def bounds(nbytes: int, repeats: int = 7) -> dict:
     return dict(read_GBps=nbytes / t_read / 1e9, copy_GBps=2 * nbytes / t_copy / 1e9, matmul_GFLOPs=2 * 2048 ** 3 / t_mm / 1e9)
 
 
-def decode_step_seconds(model, rows: int, ctx: int, steps: int, preallocate: bool, seed: int = 0) -> float:
-    from toolrl_nb.rollout import RaggedKV
+def decode_step_seconds(model, rows: int, ctx: int, steps: int, variant: str, seed: int = 0) -> tuple[float, torch.Tensor]:
+    "Median seconds of a decode step, and the logits of every feed."
+    import contextlib
+    from toolrl_nb.rollout import RaggedKV, packed_linears
     g = torch.Generator().manual_seed(seed)
-    kv = RaggedKV(model, list(range(rows)), pad_id=2, preallocate=preallocate)
-    kv.feed({r: torch.randint(3, 40000, (ctx,), generator=g).tolist() for r in range(rows)})
-    ts = []
-    for _ in range(steps):
-        tok = torch.randint(3, 40000, (rows,), generator=g).tolist()
-        t = time.perf_counter(); kv.feed({r: [tok[r]] for r in range(rows)}); ts.append(time.perf_counter() - t)
-    return statistics.median(ts[1:])
+    with packed_linears(model, rows) if variant == "packed" else contextlib.nullcontext():
+        kv = RaggedKV(model, list(range(rows)), pad_id=2, preallocate=variant != "concat")
+        outs = [kv.feed({r: torch.randint(3, 40000, (ctx,), generator=g).tolist() for r in range(rows)})]
+        ts = []
+        for _ in range(steps):
+            tok = torch.randint(3, 40000, (rows,), generator=g).tolist()
+            t = time.perf_counter(); outs.append(kv.feed({r: [tok[r]] for r in range(rows)})); ts.append(time.perf_counter() - t)
+    return statistics.median(ts[1:]), torch.stack(outs)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2); ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--steps", type=int, default=17); ap.add_argument("--rows", default="8,32"); ap.add_argument("--ctx", default="500,1500")
+    ap.add_argument("--variants", default="preallocate,packed", help="two or more of concat, preallocate, packed; the first is the baseline")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from toolrl_nb.models import load_policy
@@ -62,25 +68,32 @@ def main():
     c = model.config
     kv_per_token = 2 * c.num_hidden_layers * c.num_key_value_heads * (c.hidden_size // c.num_attention_heads) * 4
     cases = [(r, L) for r in map(int, args.rows.split(",")) for L in map(int, args.ctx.split(","))]
-    runs, bnds = [], []
+    variants = args.variants.split(","); base, new = variants[0], variants[-1]
+    runs, bnds, rel_diff = [], [], {}
     with torch.no_grad():
         for rep in range(args.repeats):
             bnds.append(bounds(nbytes))
             for r, L in cases:
-                for pre in (False, True):
-                    s = decode_step_seconds(model, r, L, args.steps, pre, seed=rep)
-                    runs.append(dict(rep=rep, rows=r, ctx=L, variant="preallocate" if pre else "concat", seconds=s, load=os.getloadavg()[0]))
+                logits = {}
+                for v in variants:
+                    s, logits[v] = decode_step_seconds(model, r, L, args.steps, v, seed=rep)
+                    runs.append(dict(rep=rep, rows=r, ctx=L, variant=v, seconds=s, load=os.getloadavg()[0]))
                     print(runs[-1], flush=True)
+                d = float((logits[new] - logits[base]).abs().max() / logits[base].abs().max())
+                rel_diff[(r, L)] = max(rel_diff.get((r, L), 0.0), d)
     bd = {k: statistics.median(b[k] for b in bnds) for k in bnds[0]}
     table = []
     for r, L in cases:
-        med = {v: statistics.median(x["seconds"] for x in runs if x["rows"] == r and x["ctx"] == L and x["variant"] == v) for v in ("concat", "preallocate")}
+        sec = {v: [x["seconds"] for x in runs if x["rows"] == r and x["ctx"] == L and x["variant"] == v] for v in variants}
+        med = {v: statistics.median(xs) for v, xs in sec.items()}
         read_bound, mm_bound = nbytes / (bd["read_GBps"] * 1e9), 2 * n_params * r / (bd["matmul_GFLOPs"] * 1e9)
-        table.append(dict(rows=r, ctx=L, concat_ms=1e3 * med["concat"], preallocate_ms=1e3 * med["preallocate"], ratio=med["concat"] / med["preallocate"],
+        table.append(dict(rows=r, ctx=L, **{f"{v}_ms": 1e3 * med[v] for v in variants}, ratio=med[base] / med[new],
+                          pair_ratios=[a / b for a, b in zip(sec[base], sec[new])],
                           weight_read_bound_ms=1e3 * read_bound, matmul_bound_ms=1e3 * mm_bound,
-                          share_of_read_bound=read_bound / med["preallocate"], share_of_matmul_bound=mm_bound / med["preallocate"],
-                          kv_MB_read_per_step=kv_per_token * r * L / 1e6))
-    out = dict(machine=dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(), threads=args.threads,
+                          share_of_read_bound={v: read_bound / med[v] for v in variants},
+                          share_of_matmul_bound={v: mm_bound / med[v] for v in variants},
+                          max_rel_logit_diff=rel_diff[(r, L)], kv_MB_read_per_step=kv_per_token * r * L / 1e6))
+    out = dict(variants=variants, machine=dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(), threads=args.threads,
                             torch=torch.__version__), weights_MB=nbytes / 1e6, bounds=bd, bounds_runs=bnds, table=table, runs=runs,
                load_range=(min(x["load"] for x in runs), max(x["load"] for x in runs)))
     path = ROOT / "results" / f"decode_bench_{time.strftime('%Y%m%d_%H%M%S')}.json"
