@@ -15,6 +15,13 @@ prompt), fixed rewards so every advantage is nonzero. One update = `grpo_backwar
 
 Each measurement is a fresh worker process (its own peak RSS), variants alternating shared, window, full, shared, ...;
 one untimed warm-up update per worker. Checks that both give the same loss and gradient norm (exact change).
+
+Efficiency (issue 17: the training forward + backward at >= 60 % of the fp32 matmul peak): each worker counts the
+FLOPs of what its variant computes, micro-batch by micro-batch, padded columns included: the linear layers
+(2 x their weights per column encoded: a shared prompt once, the rest per row), attention (QK^T and AV over the
+columns attended), the lm head on the logits window; the policy pass forward + backward (3x its forward), the
+reference pass forward only. It divides by the update's seconds and by the 2048^3 fp32 `mm` rate measured in the same
+worker at the same threads (the median of 5).
 Writes bench/results/update_bench_<timestamp>.json.
 
     .venv/bin/python bench/update_bench.py --repeats 3 --threads 2 --micro-batch 2
@@ -23,6 +30,34 @@ import argparse, json, os, platform, resource, statistics, subprocess, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def computed_flops(c, batch, mbs: int, share: bool, window: bool) -> float:
+    "FLOPs of one update (policy forward + backward, reference forward) as `token_logps` runs it on config `c`."
+    from toolrl_nb.grpo import first_needed, shared_prefix
+    h, kvh = c.hidden_size, c.num_key_value_heads * (c.hidden_size // c.num_attention_heads)
+    per_col = c.num_hidden_layers * 2 * (2 * h * h + 2 * h * kvh + 3 * h * c.intermediate_size)  # q, o, k, v, mlp
+    total = 0.0
+    for s in range(0, len(batch["input_ids"]), mbs):
+        ids, am, lm = (batch[k][s:s + mbs] for k in ("input_ids", "attention_mask", "loss_mask"))
+        B, T = ids.shape
+        first = first_needed(lm) if window else 1
+        P = shared_prefix(ids, am, first - 1) if share else 0
+        P = P if P >= 32 else 0
+        cols = P + B * (T - P)                                              # columns the transformer encodes
+        attn = c.num_hidden_layers * 4 * h * (P * P / 2 + B * (T - P) * T)  # QK^T and AV over the keys each column sees
+        head = 2 * h * c.vocab_size * B * (T - first + 1)                   # lm head on the window
+        total += 4 * (per_col * cols + attn + head)                         # policy 3x (fwd + bwd) + reference 1x
+    return total
+
+
+def matmul_gflops(repeats: int = 5) -> float:
+    import torch
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048); a @ b
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter(); a @ b; ts.append(time.perf_counter() - t)
+    return 2 * 2048 ** 3 / statistics.median(ts) / 1e9
 
 
 def worker(variant: str, threads: int, mbs: int, distinct: int) -> dict:
@@ -57,7 +92,9 @@ def worker(variant: str, threads: int, mbs: int, distinct: int) -> dict:
     once()                                                                  # warm-up
     dt, st, gn = once()
     am, lm = batch["attention_mask"], batch["loss_mask"]
-    return dict(variant=variant, seconds=dt, loss=st["loss"], grad_norm=gn, t_ref=st["t_ref"],
+    flops, peak = computed_flops(model.config, batch, mbs, variant == "shared", variant != "full"), matmul_gflops()
+    return dict(variant=variant, seconds=dt, gflop=flops / 1e9, gflops_per_s=flops / dt / 1e9, matmul_peak_gflops=peak,
+                share_of_peak=flops / dt / 1e9 / peak, loss=st["loss"], grad_norm=gn, t_ref=st["t_ref"],
                 peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 tokens=int(am.sum()), loss_tokens=int(lm.sum()), shape=list(am.shape),
                 first_sampled=[int(r.nonzero()[0]) for r in lm])
@@ -83,13 +120,15 @@ def main():
                                   "--micro-batch", str(a.micro_batch), "--distinct", str(a.distinct)],
                                  capture_output=True, text=True, check=True)
             r = json.loads(out.stdout.strip().splitlines()[-1]); r["load_before"] = round(load, 2); runs.append(r)
-            print(f"{v:>6}: {r['seconds']:.2f} s  peak {r['peak_rss_mb']:.0f} MB  loss {r['loss']:.6f}  "
+            print(f"{v:>6}: {r['seconds']:.2f} s  {r['gflop']:.0f} GFLOP at {r['share_of_peak']:.0%} of {r['matmul_peak_gflops']:.0f} GFLOP/s  "
+                  f"peak {r['peak_rss_mb']:.0f} MB  loss {r['loss']:.6f}  "
                   f"grad_norm {r['grad_norm']:.6f}  load {load:.2f}", flush=True)
     med = {v: statistics.median(r["seconds"] for r in runs if r["variant"] == v) for v in variants}
     mem = {v: statistics.median(r["peak_rss_mb"] for r in runs if r["variant"] == v) for v in variants}
     first = {v: next(r for r in runs if r["variant"] == v) for v in variants}
     base, w = first[variants[-1]], first[variants[0]]                  # the last variant is the baseline
-    summary = dict(median_s=med, **{f"ratio_{variants[-1]}_over_{v}": med[variants[-1]] / med[v] for v in variants[:-1]},
+    eff = {v: statistics.median(r["share_of_peak"] for r in runs if r["variant"] == v) for v in variants}
+    summary = dict(median_s=med, median_share_of_matmul_peak=eff, gflop={v: first[v]["gflop"] for v in variants}, **{f"ratio_{variants[-1]}_over_{v}": med[variants[-1]] / med[v] for v in variants[:-1]},
                    median_peak_rss_mb=mem, micro_batch=a.micro_batch, distinct_tasks_per_group=a.distinct,
                    loss_abs_diff={v: abs(first[v]["loss"] - base["loss"]) for v in variants[:-1]},
                    grad_norm_rel_diff={v: abs(first[v]["grad_norm"] - base["grad_norm"]) / base["grad_norm"] for v in variants[:-1]},
