@@ -9,6 +9,9 @@ without the sampling). Time per decode step, median over the steps; repeats inte
   preallocate : `GrowingLayer` (the current default): appends write into a buffer with spare room
   packed      : preallocate, inside `packed_linears` (`rollout.packed_linears: true`): oneDNN-prepacked Linear weights;
                 its logits are compared with preallocate's on the same feeds (max difference relative to max |logit|)
+  int8, bf16  : preallocate on `sampling_copy(model, "int8" | "bf16")` (`rollout.sampler_precision`): a quarter / half
+                the weight bytes per step, and a real sampler/trainer mismatch (the logit difference says how large)
+The first variant is the baseline of the ratios and of the logit differences.
 
 Bounds, measured in the same invocation with the same threads:
   weight-read bound = bytes of the weights / read bandwidth (`sum` over a buffer as large as the weights)
@@ -58,7 +61,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2); ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--steps", type=int, default=17); ap.add_argument("--rows", default="8,32"); ap.add_argument("--ctx", default="500,1500")
-    ap.add_argument("--variants", default="preallocate,packed", help="two or more of concat, preallocate, packed; the first is the baseline")
+    ap.add_argument("--variants", default="preallocate,packed", help="two or more of concat, preallocate, packed, int8, bf16; the first is the baseline")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from toolrl_nb.models import load_policy
@@ -68,7 +71,9 @@ def main():
     c = model.config
     kv_per_token = 2 * c.num_hidden_layers * c.num_key_value_heads * (c.hidden_size // c.num_attention_heads) * 4
     cases = [(r, L) for r in map(int, args.rows.split(",")) for L in map(int, args.ctx.split(","))]
-    variants = args.variants.split(","); base, new = variants[0], variants[-1]
+    variants = args.variants.split(","); base = variants[0]
+    from toolrl_nb.rollout import sampling_copy
+    copies = {v: sampling_copy(model, v) for v in variants if v in ("int8", "bf16")}
     runs, bnds, rel_diff = [], [], {}
     with torch.no_grad():
         for rep in range(args.repeats):
@@ -76,23 +81,25 @@ def main():
             for r, L in cases:
                 logits = {}
                 for v in variants:
-                    s, logits[v] = decode_step_seconds(model, r, L, args.steps, v, seed=rep)
+                    s, logits[v] = decode_step_seconds(copies.get(v, model), r, L, args.steps, v, seed=rep)
                     runs.append(dict(rep=rep, rows=r, ctx=L, variant=v, seconds=s, load=os.getloadavg()[0]))
                     print(runs[-1], flush=True)
-                d = float((logits[new] - logits[base]).abs().max() / logits[base].abs().max())
-                rel_diff[(r, L)] = max(rel_diff.get((r, L), 0.0), d)
+                for v in variants[1:]:
+                    d = float((logits[v].float() - logits[base].float()).abs().max() / logits[base].float().abs().max())
+                    rel_diff[(r, L, v)] = max(rel_diff.get((r, L, v), 0.0), d)
     bd = {k: statistics.median(b[k] for b in bnds) for k in bnds[0]}
     table = []
     for r, L in cases:
         sec = {v: [x["seconds"] for x in runs if x["rows"] == r and x["ctx"] == L and x["variant"] == v] for v in variants}
         med = {v: statistics.median(xs) for v, xs in sec.items()}
         read_bound, mm_bound = nbytes / (bd["read_GBps"] * 1e9), 2 * n_params * r / (bd["matmul_GFLOPs"] * 1e9)
-        table.append(dict(rows=r, ctx=L, **{f"{v}_ms": 1e3 * med[v] for v in variants}, ratio=med[base] / med[new],
-                          pair_ratios=[a / b for a, b in zip(sec[base], sec[new])],
+        table.append(dict(rows=r, ctx=L, **{f"{v}_ms": 1e3 * med[v] for v in variants},
+                          ratio={v: med[base] / med[v] for v in variants[1:]},
+                          pair_ratios={v: [a / b for a, b in zip(sec[base], sec[v])] for v in variants[1:]},
                           weight_read_bound_ms=1e3 * read_bound, matmul_bound_ms=1e3 * mm_bound,
                           share_of_read_bound={v: read_bound / med[v] for v in variants},
                           share_of_matmul_bound={v: mm_bound / med[v] for v in variants},
-                          max_rel_logit_diff=rel_diff[(r, L)], kv_MB_read_per_step=kv_per_token * r * L / 1e6))
+                          max_rel_logit_diff={v: rel_diff[(r, L, v)] for v in variants[1:]}, kv_MB_read_per_step=kv_per_token * r * L / 1e6))
     out = dict(variants=variants, machine=dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(), threads=args.threads,
                             torch=torch.__version__), weights_MB=nbytes / 1e6, bounds=bd, bounds_runs=bnds, table=table, runs=runs,
                load_range=(min(x["load"] for x in runs), max(x["load"] for x in runs)))
