@@ -216,6 +216,9 @@ class PackedLinear(nn.Module):
         super().__init__()
         self.linear = linear
         self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), rows)
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+    weight = property(lambda self: self.linear.weight)   # read by wrappers (peft's LoRA layers read their dtype)
+    bias = property(lambda self: self.linear.bias)
     def forward(self, x):
         if torch.is_grad_enabled() or x.numel() > PACKED_MAX_ROWS * x.shape[-1]: return self.linear(x)
         b = None if self.linear.bias is None else self.linear.bias.detach()
