@@ -72,6 +72,8 @@ def main():
     kv_per_token = 2 * c.num_hidden_layers * c.num_key_value_heads * (c.hidden_size // c.num_attention_heads) * 4
     cases = [(r, L) for r in map(int, args.rows.split(",")) for L in map(int, args.ctx.split(","))]
     variants = args.variants.split(","); base = variants[0]
+    known = ("concat", "preallocate", "packed", "int8", "bf16")
+    if bad := [v for v in variants if v not in known]: ap.error(f"unknown variant {bad[0]!r}: choose from {', '.join(known)}")
     from toolrl_nb.rollout import sampling_copy
     copies = {v: sampling_copy(model, v) for v in variants if v in ("int8", "bf16")}
     runs, bnds, rel_diff = [], [], {}
@@ -97,8 +99,9 @@ def main():
                           ratio={v: med[base] / med[v] for v in variants[1:]},
                           pair_ratios={v: [a / b for a, b in zip(sec[base], sec[v])] for v in variants[1:]},
                           weight_read_bound_ms=1e3 * read_bound, matmul_bound_ms=1e3 * mm_bound,
-                          share_of_read_bound={v: read_bound / med[v] for v in variants},
-                          share_of_matmul_bound={v: mm_bound / med[v] for v in variants},
+                          # the bounds are those of fp32 weights: int8 / bf16 read fewer bytes, their shares are left out
+                          share_of_read_bound={v: read_bound / med[v] for v in variants if v not in ("int8", "bf16")},
+                          share_of_matmul_bound={v: mm_bound / med[v] for v in variants if v not in ("int8", "bf16")},
                           max_rel_logit_diff={v: rel_diff[(r, L, v)] for v in variants[1:]}, kv_MB_read_per_step=kv_per_token * r * L / 1e6))
     out = dict(variants=variants, machine=dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(), threads=args.threads,
                             torch=torch.__version__), weights_MB=nbytes / 1e6, bounds=bd, bounds_runs=bnds, table=table, runs=runs,

@@ -18,8 +18,9 @@ one untimed warm-up update per worker. Checks that both give the same loss and g
 
 Efficiency (issue 17: the training forward + backward at >= 60 % of the fp32 matmul peak): each worker counts the
 FLOPs of what its variant computes, micro-batch by micro-batch, padded columns included: the linear layers
-(2 x their weights per column encoded: a shared prompt once, the rest per row), attention (QK^T and AV over the
-columns attended), the lm head on the logits window; the policy pass forward + backward (3x its forward), the
+(2 x their weights per column encoded: a shared prompt once, the rest per row), attention (QK^T and AV, counted
+causally: each column against the keys before it, as SDPA's causal kernel computes; a padded batch's masked kernel
+does up to twice that, so this is a lower bound of the work done), the lm head on the logits window; the policy pass forward + backward (3x its forward), the
 reference pass forward only. It divides by the update's seconds and by the 2048^3 fp32 `mm` rate measured in the same
 worker at the same threads (the median of 5).
 Writes bench/results/update_bench_<timestamp>.json.
@@ -35,8 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def computed_flops(c, batch, mbs: int, share: bool, window: bool) -> float:
     "FLOPs of one update (policy forward + backward, reference forward) as `token_logps` runs it on config `c`."
     from toolrl_nb.grpo import first_needed, shared_prefix
-    h, kvh = c.hidden_size, c.num_key_value_heads * (c.hidden_size // c.num_attention_heads)
-    per_col = c.num_hidden_layers * 2 * (2 * h * h + 2 * h * kvh + 3 * h * c.intermediate_size)  # q, o, k, v, mlp
+    hd = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    h, q, kvh = c.hidden_size, c.num_attention_heads * hd, c.num_key_value_heads * hd
+    per_col = c.num_hidden_layers * 2 * (2 * h * q + 2 * h * kvh + 3 * h * c.intermediate_size)  # q, o, k, v, mlp
     total = 0.0
     for s in range(0, len(batch["input_ids"]), mbs):
         ids, am, lm = (batch[k][s:s + mbs] for k in ("input_ids", "attention_mask", "loss_mask"))
@@ -45,7 +47,7 @@ def computed_flops(c, batch, mbs: int, share: bool, window: bool) -> float:
         P = shared_prefix(ids, am, first - 1) if share else 0
         P = P if P >= 32 else 0
         cols = P + B * (T - P)                                              # columns the transformer encodes
-        attn = c.num_hidden_layers * 4 * h * (P * P / 2 + B * (T - P) * T)  # QK^T and AV over the keys each column sees
+        attn = c.num_hidden_layers * 4 * q * (P * P + B * (T * T - P * P)) / 2   # QK^T and AV, causal: column j sees j keys
         head = 2 * h * c.vocab_size * B * (T - first + 1)                   # lm head on the window
         total += 4 * (per_col * cols + attn + head)                         # policy 3x (fwd + bwd) + reference 1x
     return total
