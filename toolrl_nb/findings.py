@@ -409,8 +409,12 @@ def _row(fid, runs, arms, ours, t, test, decide, rule, mode="strict") -> dict:
     "A finding's row; fewer than MIN_SEEDS seeds in an arm: the statistic is shown, p stays out of Holm, verdict undetermined."
     claim, paper = CLAIMS[fid]
     seeds = _seeds(runs, arms, mode)
-    if not all(seeds): return dict(_not_run(fid, claim, paper, [_name(x) for x in arms]), seeds_per_arm=seeds,
-                                   ours="not run" if not any(seeds) else f"partial: {', '.join(_name(x) for x, n in zip(arms, seeds) if not n)} not run")
+    if not all(seeds):   # an arm without runs is "not run"; one whose runs lack this mode's results says so
+        absent = [x for x, n in zip(arms, seeds) if not n]
+        unrun, unevaluated = [_name(x) for x in absent if not _arm(runs, *x)], [_name(x) for x in absent if _arm(runs, *x)]
+        lack = "; ".join(([f"{', '.join(unrun)} not run"] if unrun else []) + ([f"{', '.join(unevaluated)}: no {mode} results"] if unevaluated else []))
+        return dict(_not_run(fid, claim, paper, [_name(x) for x in arms]), seeds_per_arm=seeds,
+                    ours="not run" if not any(seeds) and not unevaluated else f"partial: {lack}")
     partial = min(n for x, n in zip(arms, seeds) if x[1] != "reference") < MIN_SEEDS   # a warm-up is one checkpoint
     if partial: ours += f" (partial: fewer than {MIN_SEEDS} seeds in {', '.join(_name(x) for x, n in zip(arms, seeds) if n < MIN_SEEDS)}; p {t['p']:.3g} not tested)"
     return dict(finding=fid, claim=claim, paper=paper, ours=ours, interval=t.get("ci"), estimate=t.get("estimate"), test=test,
