@@ -342,11 +342,11 @@ SURVIVAL_MODES = ("forced_prefix", "format_ood")   # forms of the task that the 
 FLOOR = 10.0   # points: a measure can show a 10-point loss only where the warm-up scores at least this
 
 def _ll_change(top, ref, fmt, part):
-    "Paired bootstrap of the change of the per-task gold log-prob of `part` (nats per token), arm - warm-up; None without data."
-    per = lambda rs: [{t: v[part] for t, v in r["loglik"].get(fmt, {}).items() if v[part] is not None} for r in rs]
+    "Paired bootstrap of the change of the per-task gold log-prob of `part` (nats per token), arm - warm-up, over the runs that have it; None without data."
+    per = lambda rs: [d for r in rs if (d := {t: v[part] for t, v in r["loglik"].get(fmt, {}).items() if v[part] is not None})]
     a, b = per(top), per(ref)
-    if not a or not b or not all(a) or not all(b): return None
-    return boot({"a": a, "r": b}, lambda x: x["a"] - x["r"], scale=1.0, n_boot=2000)
+    if not a or not b: return None
+    return dict(boot({"a": a, "r": b}, lambda x: x["a"] - x["r"], scale=1.0, n_boot=2000), n_runs=len(a))
 
 def _f2b(runs) -> dict:
     claim = ("the skill survives the collapse: where the broken format does not decide (call opening written for it, or the "
@@ -361,12 +361,14 @@ def _f2b(runs) -> dict:
         fa, fr = _outs(top, m), _outs(ref, m)
         if not (fa and fr): continue
         ra = _acc(fr, list(fr[0]))
-        bits.append(f"{m} {_pct(_acc(fa, list(fr[0])))}% vs the warm-up's {_pct(ra)}%" + (" (below the floor: not a test)" if m != "strict" and ra < FLOOR else ""))
+        seeds = f" ({len(fa)} of {len(top)} seeds)" if len(fa) < len(top) else ""
+        bits.append(f"{m} {_pct(_acc(fa, list(fr[0])))}%{seeds} vs the warm-up's {_pct(ra)}%" + (" (below the floor: not a test)" if m != "strict" and ra < FLOOR else ""))
         if m != "strict" and ra >= FLOOR: tests[m] = boot({"a": fa, "r": fr}, lambda x: x["a"] - x["r"])
     drop = boot({"a": _outs(top, "strict"), "r": _outs(ref, "strict")}, lambda x: x["a"] - x["r"])
     for part in ("content", "control"):
         if c := _ll_change(top, ref, "json", part):
-            bits.append(f"gold log-prob of the {part} tokens {c['estimate']:+.2f} nats/token [{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}]")
+            seeds = f" ({c['n_runs']} of {len(top)} seeds)" if c["n_runs"] < len(top) else ""
+            bits.append(f"gold log-prob of the {part} tokens {c['estimate']:+.2f} nats/token [{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}]{seeds}")
     ours = f"{arms[0]} ({len(top)} seeds): " + "; ".join(bits)
     if not tests:
         return dict(_not_run("F2b", claim, paper, ["reference", f"lr_ladder/{arms[0]}"]), ours=ours, seeds_per_arm=[1, len(top)],
