@@ -33,7 +33,7 @@ browser-deps:
 # removed when it ends, passed or failed: leftovers of earlier runs filled a CI disk once (torch.save failed mid-write).
 # It prints the free space first, since a full disk fails a test in ways that do not say so.
 TEST_TMP = d=$$(mktemp -d -t toolrl-test.XXXXXX); trap 'rm -rf "$$d"' EXIT; export TMPDIR=$$d; \
-	echo "temporary files: $$d ($$(df -h --output=avail "$$d" | tail -1 | tr -d ' ') free; the suite needs about 6 GB)";
+	echo "temporary files: $$d ($$(df -h --output=avail "$$d" | tail -1 | tr -d ' ') free; a test run with a new venv needs about 8 GB)";
 
 test-fast: setup
 	$(TEST_TMP) $(BIN)/nbdev_test --n_workers 2
