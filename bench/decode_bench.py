@@ -20,6 +20,7 @@ A step's share of a bound = bound / measured step time (1.0 = at the bound). Att
 on top of either bound (reported as the KV bytes a step reads).
 
     .venv/bin/python bench/decode_bench.py --threads 2 --repeats 3 --variants preallocate,packed
+    .venv/bin/python bench/decode_bench.py --threads 2 --rows 8 --ctx 500 --profile packed     # where a step's time goes
 """
 import argparse, json, os, platform, statistics, time
 from pathlib import Path
@@ -57,11 +58,30 @@ def decode_step_seconds(model, rows: int, ctx: int, steps: int, variant: str, se
     return statistics.median(ts[1:]), torch.stack(outs)
 
 
+def profile(model, rows: int, ctx: int, steps: int, variant: str, top: int = 12) -> list[dict]:
+    "Self CPU time per op over `steps` decode feeds (after the prefill), its share of the total: what a step spends on."
+    import contextlib
+    from torch.profiler import profile as prof, ProfilerActivity
+    from toolrl_nb.rollout import RaggedKV, packed_linears
+    g = torch.Generator().manual_seed(0)
+    with packed_linears(model, rows) if variant == "packed" else contextlib.nullcontext():
+        kv = RaggedKV(model, list(range(rows)), pad_id=2, preallocate=variant != "concat")
+        kv.feed({r: torch.randint(3, 40000, (ctx,), generator=g).tolist() for r in range(rows)})
+        kv.feed({r: [5] for r in range(rows)})                    # one untimed feed
+        with prof(activities=[ProfilerActivity.CPU]) as p:
+            for _ in range(steps): kv.feed({r: [int(t)] for r, t in enumerate(torch.randint(3, 40000, (rows,), generator=g))})
+    ev = sorted(p.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in ev)
+    return [dict(op=e.key, calls=e.count, ms_per_step=e.self_cpu_time_total / 1e3 / steps, share=e.self_cpu_time_total / total)
+            for e in ev[:top]] + [dict(op="(all ops)", calls=sum(e.count for e in ev), ms_per_step=total / 1e3 / steps, share=1.0)]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2); ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--steps", type=int, default=17); ap.add_argument("--rows", default="8,32"); ap.add_argument("--ctx", default="500,1500")
     ap.add_argument("--variants", default="preallocate,packed", help="two or more of concat, preallocate, packed, int8, bf16; the first is the baseline")
+    ap.add_argument("--profile", default="", metavar="VARIANT", help="instead of timing: profile VARIANT's decode steps per case (top ops)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from toolrl_nb.models import load_policy
@@ -75,6 +95,14 @@ def main():
     known = ("concat", "preallocate", "packed", "int8", "bf16")
     if bad := [v for v in variants if v not in known]: ap.error(f"unknown variant {bad[0]!r}: choose from {', '.join(known)}")
     from toolrl_nb.rollout import sampling_copy
+    if args.profile:
+        m = sampling_copy(model, args.profile) if args.profile in ("int8", "bf16") else model
+        with torch.no_grad(): prof_ = {f"{r}x{L}": profile(m, r, L, args.steps, args.profile) for r, L in cases}
+        for case, rows in prof_.items():
+            print(f"{args.profile} {case}:"); [print(f"  {x['op']:<40} {x['calls']:>6} calls {x['ms_per_step']:8.2f} ms/step {100 * x['share']:5.1f} %") for x in rows]
+        out = ROOT / "results" / f"decode_profile_{time.strftime('%Y%m%d_%H%M%S')}.json"
+        out.write_text(json.dumps(dict(variant=args.profile, threads=args.threads, steps=args.steps, load=os.getloadavg()[0], profile=prof_), indent=1))
+        print("wrote", out); return
     copies = {v: sampling_copy(model, v) for v in variants if v in ("int8", "bf16")}
     runs, bnds, rel_diff = [], [], {}
     with torch.no_grad():
