@@ -62,6 +62,15 @@ def test_campaign_runs_exports_and_decides(tmp_path, monkeypatch):
     again = fd.run_findings({"reference": None, "lr_ladder": None}, path=path, progress=False)
     assert built == [] and sorted(p.name for p in again) == ["method=rl_lr1e-4_seed=0", "method=rl_lr1e-4_seed=1", "reference"]
     assert fd.run_findings({"reference": None, "lr_ladder": None}, path=path, progress=False) == [results / "reference"]  # now complete
+    # arms start from the reference's warm-up: the checkpoint matches the reference's gold log-lik; another one stops a run
+    assert fd.check_warmup(fd.campaign(path)) < 1e-4
+    ref_file = results / "reference" / "eval_tasks.jsonl"; kept = ref_file.read_text()
+    ref_file.write_text("".join(json.dumps(dict(r, mean_logp=r["mean_logp"] + 0.1) if r["mode"] == "gold_loglik" else r) + "\n"
+                                for r in map(json.loads, kept.splitlines())))
+    try: fd.run_findings({"lr_ladder": ["rl_lr1e-5"]}, path=path, progress=False, seeds=[2]); raise AssertionError("no error")
+    except fd.WarmupMismatch as e: assert "runs/warm" in str(e) and "differs by up to 0.1 " in str(e)
+    assert not (tmp_path / "runs" / "findings" / "lr_ladder" / ".rl_lr1e-5_seed=2.claim").exists()   # nothing trained, claim released
+    ref_file.write_text(kept)
 
     runs = fd.load_results(results)
     assert len(runs) == 5 and {r["section"] for r in runs} == {"reference", "lr_ladder"}

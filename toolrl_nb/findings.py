@@ -4,7 +4,7 @@
 
 # %% ../nbs/18_findings.ipynb #4469834d
 from __future__ import annotations
-import contextlib, json, math, os, re, shutil
+import contextlib, json, math, os, re, shutil, tempfile
 from pathlib import Path
 
 import duckdb
@@ -12,15 +12,16 @@ import polars as pl
 import yaml
 
 from .config import ConfigError
-from .evaluation import expand_grid, load_experiment, ood_eval, pinned_checkpoint, read_task_results, sweep
+from .evaluation import (evaluate_checkpoint, expand_grid, load_experiment, ood_eval, pinned_checkpoint,
+                                  read_task_results, sweep)
 from .runlog import RunLog, open_many
 from .trainer import checkpoints
 
 # %% auto #0
-__all__ = ['FINDINGS_FILE', 'RESERVED', 'ALPHA', 'SURVIVAL_MODES', 'FLOOR', 'VANILLA', 'INTERLEAVED', 'SYNCHRONOUS', 'MIN_SEEDS',
-           'CLAIMS', 'FIVE', 'campaign', 'export_run', 'run_reference', 'run_findings', 'results_dir', 'load_results',
-           'restore_run', 'open_results', 'boot', 'sign_test', 'holm', 'findings_table', 'findings_markdown',
-           'accuracy_chart', 'reward_chart']
+__all__ = ['FINDINGS_FILE', 'RESERVED', 'WARMUP_TOL', 'ALPHA', 'SURVIVAL_MODES', 'FLOOR', 'VANILLA', 'INTERLEAVED', 'SYNCHRONOUS',
+           'MIN_SEEDS', 'CLAIMS', 'FIVE', 'campaign', 'export_run', 'WarmupMismatch', 'check_warmup', 'run_reference',
+           'run_findings', 'results_dir', 'load_results', 'restore_run', 'open_results', 'boot', 'sign_test', 'holm',
+           'findings_table', 'findings_markdown', 'accuracy_chart', 'reward_chart']
 
 # %% ../nbs/18_findings.ipynb #c67c3eb5
 _REPO = Path(__file__).resolve().parent.parent if "__file__" in globals() else Path("..")   # the package's checkout (nbs/ in a notebook)
@@ -109,6 +110,32 @@ def _warmup(spec: dict, section: str | None = None) -> tuple[str, Path]:
     own = (spec.get("section_warmups") or {}).get(section)
     return (f"section_warmups.{section}", spec["repo"] / own) if own else ("warmup_run", spec["repo"] / spec["warmup_run"])
 
+WARMUP_TOL = 1e-3   # nats/token: a retrained warm-up differs by round-off (4.5e-5 seen), another warm-up by tenths
+
+class WarmupMismatch(ConfigError): "The warm-up checkpoint is not the one the committed reference was evaluated on."
+
+def check_warmup(spec: dict, section: str | None = None, tol: float = WARMUP_TOL,
+                ) -> float | None:  # the largest difference, nats/token; None: no reference log-lik to check against
+    "Gold log-lik of the section's warm-up checkpoint against its exported reference's (one task per kind, both formats)."
+    dest = spec["repo"] / spec["results"] / (section or "") / "reference"
+    f = dest / "eval_tasks.jsonl"
+    ref = {(r["task_id"], r["fmt"]): r["mean_logp"] for r in (read_task_results(f) if f.exists() else []) if r["mode"] == "gold_loglik"}
+    if not ref: return None
+    key, warm = _warmup(spec, section)
+    ck = pinned_checkpoint(warm)
+    if ck is None: raise FileNotFoundError(f"{key}: {warm} has no pinned warm-up checkpoint; train it first")
+    with tempfile.TemporaryDirectory() as d:
+        evaluate_checkpoint(ck, modes=("gold_loglik",), n_tasks=1, results_path=Path(d) / "check.jsonl", progress=False)
+        now = read_task_results(Path(d) / "check.jsonl")
+    diffs = [abs(r["mean_logp"] - ref[k]) for r in now if (k := (r["task_id"], r["fmt"])) in ref]
+    if not diffs: return None
+    if max(diffs) > tol:
+        raise WarmupMismatch(f"{key}: {ck} is not the warm-up the committed reference ({dest}) was evaluated on: the gold "
+                             f"log-likelihood differs by up to {max(diffs):.3g} nats/token (tolerance {tol:g}) on {len(diffs)} "
+                             f"conversations, so its arms would not pair with the committed runs. Retrain it with the campaign's "
+                             f"recipe (see {FINDINGS_FILE.name}) or point `{key}` at the right run")
+    return max(diffs)
+
 def run_reference(spec: dict, progress: bool = True,
                   section: str | None = None) -> Path:  # a section with its own warm-up: `<results>/<section>/reference`
     "Evaluate a warm-up checkpoint once in `reference_modes`; export it to `<results>/reference` (or the section's)."
@@ -140,7 +167,7 @@ def run_findings(sections: dict,        # {section: [arm names] or None for all}
         if section in (spec.get("section_warmups") or {}):   # its own warm-up: its reference first, its arms start from it
             out.append(run_reference(spec, progress, section))
             kw["base_config"]["init_from"] = str(pinned_checkpoint(_warmup(spec, section)[1]))
-        arms = kw["grid"]["method"]
+        arms, checked = kw["grid"]["method"], False
         if bad := [n for n in (names or []) if n not in arms]: raise ConfigError(f"{section}: no arm {bad[0]!r} (it has {', '.join(arms)})")
         for arm in names or list(arms):
             for seed in seeds if seeds is not None else spec["seeds"]:
@@ -152,6 +179,8 @@ def run_findings(sections: dict,        # {section: [arm names] or None for all}
                     continue
                 with _claim(root / f".{arm}_seed={seed}.claim") as mine:
                     if not mine: continue        # another worker process has this run
+                    if not checked:              # the first run this section trains: it must start from the reference's warm-up
+                        check_warmup(spec, section if section in (spec.get("section_warmups") or {}) else None); checked = True
                     s = sweep(kw["base_config"], {"method": {arm: arms[arm]}}, root=root, seeds=[seed], progress=progress)
                     if s["status"][0] != "done": continue
                     run = Path(s["run_dir"][0])  # sweep's name for the run (its characters made path-safe)
