@@ -12,7 +12,11 @@ commit on PYTHONPATH) that builds the trainer untimed and times `--steps` RL ste
 new, old, new, old ... so both see the same load. Tokens per step are reported: the two versions' tasks and samples
 are not identical (the fast lane's split changed since), so time per sampled token is given beside time per step.
 
+`--variants new,packed` compares this checkout with itself sampling through `packed_linears` (`rollout.packed_linears:
+true`: oneDNN-prepacked weights for the decode; the same samples up to float rounding), no baseline worktree.
+
     .venv/bin/python bench/step_bench.py --repeats 3 --steps 2 --threads 1
+    .venv/bin/python bench/step_bench.py --variants new,packed --repeats 2 --steps 2 --threads 1
 """
 import argparse, json, os, platform, resource, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -34,6 +38,7 @@ def worker(variant: str, steps: int, threads: int) -> dict:
     from toolrl_nb import trainer as T
     cfg = json.loads(json.dumps(CONFIG))
     if "single_token_tags" in T.ModelConfig.__dataclass_fields__: cfg["model"]["single_token_tags"] = False
+    if variant == "packed": cfg["rollout"]["packed_linears"] = True
     if "zero_advantage" in T.GRPOConfig.__dataclass_fields__: cfg["grpo"].update(mini_batches=1, zero_advantage="update")
     cfg["run_dir"] = tempfile.mkdtemp(prefix=f"step_bench_{variant}_")
     tr = T.Trainer(from_dict(T.TrainConfig, cfg), progress=False)
@@ -44,7 +49,8 @@ def worker(variant: str, steps: int, threads: int) -> dict:
         t0 = time.perf_counter()
         row = tr.rl_step()
         if read_bank: read_bank(tr)
-        out.append(dict(s=time.perf_counter() - t0, n_tokens=int(row.get("n_tokens") or 0), reward=float(row["reward_mean"])))
+        out.append(dict(s=time.perf_counter() - t0, n_tokens=int(row.get("n_tokens") or 0), reward=float(row["reward_mean"]),
+                        **{k: float(row[k]) for k in ("t_sample", "t_env", "t_ref", "t_update") if row.get(k) is not None}))
     tr.close()
     return dict(variant=variant, steps=out, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 load1=os.getloadavg()[0], torch=torch.__version__, code=T.__file__)
@@ -54,17 +60,21 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3); ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1); ap.add_argument("--baseline", default="1f81cba")
+    ap.add_argument("--variants", default="new,old", help="of new (this checkout), old (--baseline), packed (new + packed_linears)")
     ap.add_argument("--worker", default="")
     a = ap.parse_args()
     if a.worker:
         print("RESULT " + json.dumps(worker(a.worker, a.steps, a.threads))); return
+    variants = a.variants.split(",")
+    if bad := [v for v in variants if v not in ("new", "old", "packed")]: ap.error(f"unknown variant {bad[0]!r}")
     old = Path(tempfile.mkdtemp(prefix="step_bench_wt_")) / a.baseline
-    subprocess.run(["git", "worktree", "add", "--detach", str(old), a.baseline], cwd=ROOT, check=True, capture_output=True)
+    if "old" in variants:
+        subprocess.run(["git", "worktree", "add", "--detach", str(old), a.baseline], cwd=ROOT, check=True, capture_output=True)
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     try:
-        res = {"new": [], "old": []}
+        res = {v: [] for v in variants}
         for i in range(a.repeats):
-            for v, path in (("new", ROOT), ("old", old)):
+            for v, path in ((v, old if v == "old" else ROOT) for v in variants):
                 env = dict(os.environ, PYTHONPATH=str(path), OMP_NUM_THREADS=str(a.threads))
                 p = subprocess.run([sys.executable, __file__, "--worker", v, "--steps", str(a.steps), "--threads", str(a.threads)],
                                    cwd=path, env=env, capture_output=True, text=True)
@@ -74,14 +84,17 @@ def main():
                 print(f"{v} #{i}: " + ", ".join(f"{s['s']:.1f} s ({s['n_tokens']} tok)" for s in r["steps"]) +
                       f"  peak {r['peak_rss_mb']:.0f} MB  load {r['load1']:.2f}", flush=True)
     finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, capture_output=True)
+        if "old" in variants: subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, capture_output=True)
     med = {v: statistics.median(s["s"] for r in rs for s in r["steps"]) for v, rs in res.items()}
     per_tok = {v: statistics.median(s["s"] / max(s["n_tokens"], 1) * 1000 for r in rs for s in r["steps"]) for v, rs in res.items()}
     out = dict(workload=CONFIG, baseline=a.baseline, this=rev, threads=a.threads, steps_per_worker=a.steps, repeats=a.repeats,
                machine=dict(cpus=os.cpu_count(), platform=platform.platform()), runs=res,
-               median_step_s=med, median_ms_per_token=per_tok, ratio_old_over_new=med["old"] / med["new"],
-               ratio_per_token=per_tok["old"] / per_tok["new"])
-    print(json.dumps({k: out[k] for k in ("median_step_s", "median_ms_per_token", "ratio_old_over_new", "ratio_per_token")}, indent=1))
+               median_step_s=med, median_ms_per_token=per_tok)
+    if "old" in med: out.update(ratio_old_over_new=med["old"] / med["new"], ratio_per_token=per_tok["old"] / per_tok["new"])
+    if "packed" in med: out.update(ratio_new_over_packed=med["new"] / med["packed"], ratio_per_token_packed=per_tok["new"] / per_tok["packed"],
+                                   pair_ratios_packed=[a["steps"][j]["s"] / b["steps"][j]["s"] for a, b in zip(res["new"], res["packed"])
+                                                       for j in range(len(a["steps"]))])
+    print(json.dumps({k: v for k, v in out.items() if k.startswith(("median", "ratio", "pair"))}, indent=1))
     dest = ROOT / "bench" / "results" / f"step_bench_{time.strftime('%Y%m%d_%H%M%S')}.json"
     dest.write_text(json.dumps(out, indent=1)); print("wrote", dest)
 
