@@ -13,7 +13,7 @@ import yaml
 
 from .config import ConfigError
 from .evaluation import (evaluate_checkpoint, expand_grid, load_experiment, ood_eval, pinned_checkpoint,
-                                  read_task_results, sweep)
+    read_task_results, sweep)
 from .runlog import RunLog, open_many
 from .trainer import checkpoints
 
