@@ -22,7 +22,7 @@ on top of either bound (reported as the KV bytes a step reads).
     .venv/bin/python bench/decode_bench.py --threads 2 --repeats 3 --variants preallocate,packed
     .venv/bin/python bench/decode_bench.py --threads 2 --rows 8 --ctx 500 --profile packed     # where a step's time goes
 """
-import argparse, json, os, platform, statistics, time
+import argparse, contextlib, json, os, platform, statistics, time
 from pathlib import Path
 
 import torch
@@ -43,33 +43,39 @@ def bounds(nbytes: int, repeats: int = 7) -> dict:
     return dict(read_GBps=nbytes / t_read / 1e9, copy_GBps=2 * nbytes / t_copy / 1e9, matmul_GFLOPs=2 * 2048 ** 3 / t_mm / 1e9)
 
 
-def decode_step_seconds(model, rows: int, ctx: int, steps: int, variant: str, seed: int = 0) -> tuple[float, torch.Tensor]:
-    "Median seconds of a decode step, and the logits of every feed."
-    import contextlib
+@contextlib.contextmanager
+def prefilled(model, rows: int, ctx: int, variant: str, g: torch.Generator):
+    "A `RaggedKV` of `rows` rows prefilled with `ctx` random ids each (the variant's cache and linears); yields (kv, logits)."
     from toolrl_nb.rollout import RaggedKV, packed_linears
-    g = torch.Generator().manual_seed(seed)
     with packed_linears(model, rows) if variant == "packed" else contextlib.nullcontext():
         kv = RaggedKV(model, list(range(rows)), pad_id=2, preallocate=variant != "concat")
-        outs = [kv.feed({r: torch.randint(3, 40000, (ctx,), generator=g).tolist() for r in range(rows)})]
-        ts = []
+        yield kv, kv.feed({r: torch.randint(3, 40000, (ctx,), generator=g).tolist() for r in range(rows)})
+
+
+def feed_one(kv, rows: int, g: torch.Generator) -> torch.Tensor:
+    "One decode feed: a random token per row."
+    tok = torch.randint(3, 40000, (rows,), generator=g).tolist()
+    return kv.feed({r: [tok[r]] for r in range(rows)})
+
+
+def decode_step_seconds(model, rows: int, ctx: int, steps: int, variant: str, seed: int = 0) -> tuple[float, torch.Tensor]:
+    "Median seconds of a decode step (the first one untimed), and the logits of every feed."
+    g = torch.Generator().manual_seed(seed)
+    with prefilled(model, rows, ctx, variant, g) as (kv, first):
+        outs, ts = [first], []
         for _ in range(steps):
-            tok = torch.randint(3, 40000, (rows,), generator=g).tolist()
-            t = time.perf_counter(); outs.append(kv.feed({r: [tok[r]] for r in range(rows)})); ts.append(time.perf_counter() - t)
+            t = time.perf_counter(); outs.append(feed_one(kv, rows, g)); ts.append(time.perf_counter() - t)
     return statistics.median(ts[1:]), torch.stack(outs)
 
 
 def profile(model, rows: int, ctx: int, steps: int, variant: str, top: int = 12) -> list[dict]:
-    "Self CPU time per op over `steps` decode feeds (after the prefill), its share of the total: what a step spends on."
-    import contextlib
+    "Self CPU time per op over `steps` decode feeds (after the prefill and one untimed feed), its share of the total."
     from torch.profiler import profile as prof, ProfilerActivity
-    from toolrl_nb.rollout import RaggedKV, packed_linears
     g = torch.Generator().manual_seed(0)
-    with packed_linears(model, rows) if variant == "packed" else contextlib.nullcontext():
-        kv = RaggedKV(model, list(range(rows)), pad_id=2, preallocate=variant != "concat")
-        kv.feed({r: torch.randint(3, 40000, (ctx,), generator=g).tolist() for r in range(rows)})
-        kv.feed({r: [5] for r in range(rows)})                    # one untimed feed
+    with prefilled(model, rows, ctx, variant, g) as (kv, _):
+        feed_one(kv, rows, g)
         with prof(activities=[ProfilerActivity.CPU]) as p:
-            for _ in range(steps): kv.feed({r: [int(t)] for r, t in enumerate(torch.randint(3, 40000, (rows,), generator=g))})
+            for _ in range(steps): feed_one(kv, rows, g)
     ev = sorted(p.key_averages(), key=lambda e: -e.self_cpu_time_total)
     total = sum(e.self_cpu_time_total for e in ev)
     return [dict(op=e.key, calls=e.count, ms_per_step=e.self_cpu_time_total / 1e3 / steps, share=e.self_cpu_time_total / total)
