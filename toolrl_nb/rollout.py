@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_rollout.ipynb #f7c5fb9c
 from __future__ import annotations
-import contextlib, copy, time, warnings
+import contextlib, copy, itertools, time, warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -280,6 +280,75 @@ class _Row:
 
 def _state_name(s) -> str: return getattr(s, "value", s)
 
+def _reset_rows(env, tasks, G, fmt, encode, hints) -> list[_Row]:
+    "1. B = len(tasks) * G fresh episodes, task-major; a row's prompt is system + first user message + assistant header."
+    rows = []
+    for g, task in enumerate(tasks):
+        for k in range(G):
+            ep = env.reset(task, fmt)
+            msgs = [dict(m) for m in ep.messages]
+            ids = encode(render_chat(msgs, add_generation_prompt=True))
+            rows.append(_Row(ep, task, g, k, ids, msgs, [0] * len(ids), [0.0] * len(ids)))
+            if hints and (hint := hints.get((g, k))):   # hinted row: the cache gets a prompt with the hint
+                hm = [dict(m) for m in msgs]
+                if hm and hm[0]["role"] == "system": hm[0]["content"] = f"{hm[0]['content']}\n\n{hint}"
+                else: hm.insert(0, {"role": "system", "content": hint})
+                rows[-1].sample_prompt = encode(render_chat(hm, add_generation_prompt=True))
+    return rows
+
+def _context(r: _Row, prompt_len: int) -> list[int]:
+    "Tokens of a row not yet in the cache (a hinted row's first chunk swaps in its hinted prompt)."
+    if r.fed == 0 and r.sample_prompt is not None: return r.sample_prompt + r.ids[prompt_len:]
+    return r.ids[r.fed:]
+
+def _write_prefill(rows, live, prefill, encode, max_total):
+    "Forced-prefix evaluation: the call opening is context (loss mask 0), not a sample, where the turn's gold has calls."
+    for b in live:
+        r, gold = rows[b], rows[b].task.ground_truth
+        pre = encode(prefill) if prefill and r.first and r.turn < len(gold) and gold[r.turn] else []
+        r.pre = prefill if pre and len(r.ids) + len(pre) + 2 <= max_total else ""
+        if r.pre: r.ids += pre; r.loss_mask += [0] * len(pre); r.logps += [0.0] * len(pre)
+
+def _sample_actions(kv, logits, rows, live, cfg, im_end, encode, gen):
+    "3. Decode: rows sample until <|im_end|> or their budget; rows already done feed pads (mask 0) meanwhile."
+    budget = {b: max(1, min(cfg.max_action_tokens - len(encode(rows[b].pre)) if rows[b].pre else cfg.max_action_tokens,
+                            cfg.max_total_tokens - 1 - len(rows[b].ids))) for b in live}
+    for b in live: rows[b].sampled = []
+    active = list(live)
+    while active:
+        at = torch.tensor([kv.rows.index(b) for b in active], device=logits.device)
+        tok, lp = sample_tokens(logits[at], cfg.temperature, cfg.top_p, cfg.greedy, gen)
+        step = {}
+        for b, t, l in zip(active, tok.tolist(), lp.tolist()):
+            r = rows[b]
+            r.ids.append(t); r.loss_mask.append(1); r.logps.append(l); r.sampled.append(t)
+            if t != im_end and len(r.sampled) < budget[b]: step[b] = [t]
+        active = list(step)
+        if active:
+            logits = kv.feed(step)                                                # [R, V]
+            for b in active: rows[b].fed = len(rows[b].ids)
+
+def _step_envs(rows, live, tokenizer, cfg, im_end, encode):
+    "4. Environments step; a cut action gets <|im_end|> appended; observation tokens follow (loss mask 0)."
+    for b in live:
+        r = rows[b]
+        truncated = r.sampled[-1] != im_end
+        text = r.pre + tokenizer.decode(r.sampled if truncated else r.sampled[:-1], skip_special_tokens=False)
+        obs = r.ep.step(text)
+        errors = [str(e) for e in (getattr(obs.parse, "errors", None) or [])]
+        r.actions.append(ActionRecord(len(r.actions), r.turn, text, len(r.ids) - len(r.sampled), len(r.ids),
+                                      len(r.sampled), _state_name(classify_action(text)), obs.n_calls,
+                                      obs.n_errors, errors, truncated))
+        if truncated: r.ids.append(im_end); r.loss_mask.append(0); r.logps.append(0.0)
+        history = r.messages + [{"role": "assistant", "content": text}]
+        r.messages = history + list(obs.messages)
+        if obs.kind == "next_turn": r.turn += 1
+        r.first = obs.kind == "next_turn"
+        if obs.done: r.done, r.end = True, obs.kind; continue
+        obs_ids = encode(observation_text(history, obs.messages))[-cfg.max_obs_tokens:]  # left-truncate
+        if len(r.ids) + len(obs_ids) + 2 > cfg.max_total_tokens: r.done, r.end = True, "max_total_tokens"; continue
+        r.ids += obs_ids; r.loss_mask += [0] * len(obs_ids); r.logps += [0.0] * len(obs_ids)
+
 @torch.no_grad()
 def rollout(model,                      # causal LM (HF or peft); sampled in eval mode, no grad
             tokenizer,                  # its tokenizer (SmolLM2's: <|im_end|> = eos = pad = 2)
@@ -294,102 +363,40 @@ def rollout(model,                      # causal LM (HF or peft); sampled in eva
                                         # the task's gold has calls in that turn (forced-prefix evaluation)
            ) -> list[Trajectory]:       # len(tasks) * G, task-major: rows g*G .. g*G+G-1 are group g
     "Sample G multi-turn trajectories per task, all rows batched in one KV cache, token in / token out."
-    packing = packed_linears(model, len(tasks) * cfg.group_size) if cfg.packed_linears else contextlib.nullcontext()
+    encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
+    im_end = tokenizer.convert_tokens_to_ids(IM_END)
+    device = next(model.parameters()).device
+    gen = None if cfg.seed is None else torch.Generator(device=device).manual_seed(cfg.seed)
+    rows = _reset_rows(env, tasks, cfg.group_size, fmt, encode, hints)
+    prompt_lens = [len(r.ids) for r in rows]
+    packing = packed_linears(model, len(rows)) if cfg.packed_linears else contextlib.nullcontext()
+    was_training = model.training; model.eval()
     with packing:   # the policy's Linear layers prepacked for decoding (restored after), or nothing
-        G, pad_id = cfg.group_size, tokenizer.pad_token_id
-        im_end = tokenizer.convert_tokens_to_ids(IM_END)
-        device = next(model.parameters()).device
-        gen = None if cfg.seed is None else torch.Generator(device=device).manual_seed(cfg.seed)
-        encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
-        was_training = model.training; model.eval()
-
-        # 1. reset B = len(tasks) * G episodes; prompt = system + first user message + assistant header
-        rows = []
-        for g, task in enumerate(tasks):
-            for k in range(G):
-                ep = env.reset(task, fmt)
-                msgs = [dict(m) for m in ep.messages]
-                ids = encode(render_chat(msgs, add_generation_prompt=True))
-                rows.append(_Row(ep, task, g, k, ids, msgs, [0] * len(ids), [0.0] * len(ids)))
-                if hints and (hint := hints.get((g, k))):   # hinted row: the cache gets a prompt with the hint
-                    hm = [dict(m) for m in msgs]
-                    if hm and hm[0]["role"] == "system": hm[0]["content"] = f"{hm[0]['content']}\n\n{hint}"
-                    else: hm.insert(0, {"role": "system", "content": hint})
-                    rows[-1].sample_prompt = encode(render_chat(hm, add_generation_prompt=True))
-        prompt_lens = [len(r.ids) for r in rows]
-        def context(b):   # tokens of row b not yet in the cache (a hinted row's first chunk swaps in its hinted prompt)
-            r = rows[b]
-            if r.fed == 0 and r.sample_prompt is not None: return r.sample_prompt + r.ids[prompt_lens[b]:]
-            return r.ids[r.fed:]
-
-        kv, n_round = None, 0
-        while True:
+        kv = None
+        for n_round in itertools.count():
             for r in rows:   # the total budget must leave room for one sampled token and an <|im_end|>
                 if not r.done and len(r.ids) + 2 > cfg.max_total_tokens: r.done, r.end = True, "max_total_tokens"
             live = [b for b, r in enumerate(rows) if not r.done]
             if not live: break
             t0 = time.perf_counter()
-            for b in live:   # forced-prefix evaluation: the call opening is context, not a sample
-                r, gold = rows[b], rows[b].task.ground_truth
-                pre = encode(prefill) if prefill and r.first and r.turn < len(gold) and gold[r.turn] else []
-                r.pre = prefill if pre and len(r.ids) + len(pre) + 2 <= cfg.max_total_tokens else ""
-                if r.pre: r.ids += pre; r.loss_mask += [0] * len(pre); r.logps += [0.0] * len(pre)
-
+            _write_prefill(rows, live, prefill, encode, cfg.max_total_tokens)
             # 2. context into the cache: only the tokens not yet fed (reuse) or everything, in a fresh cache (baseline)
             if kv is None or not cfg.reuse_cache:
-                kv = RaggedKV(model, live, pad_id)
+                kv = RaggedKV(model, live, tokenizer.pad_token_id)
                 for b in live: rows[b].fed = 0
-                logits = kv.feed_shared({b: context(b) for b in live})   # [R, V]; a group's common prompt encoded once
+                logits = kv.feed_shared({b: _context(rows[b], prompt_lens[b]) for b in live})  # a group's common prompt once
             else:
                 kv.select(live)
-                logits = kv.feed({b: context(b) for b in live})          # [R, V]
+                logits = kv.feed({b: _context(rows[b], prompt_lens[b]) for b in live})         # [R, V]
             for b in live: rows[b].fed = len(rows[b].ids)
-
-            # 3. decode: rows sample until <|im_end|> or their budget; rows already done feed pads (mask 0) meanwhile
-            budget = {b: max(1, min(cfg.max_action_tokens - len(encode(rows[b].pre)) if rows[b].pre else cfg.max_action_tokens,
-                                    cfg.max_total_tokens - 1 - len(rows[b].ids))) for b in live}
-            for b in live: rows[b].sampled = []
-            active = list(live)
-            while active:
-                at = torch.tensor([kv.rows.index(b) for b in active], device=device)
-                tok, lp = sample_tokens(logits[at], cfg.temperature, cfg.top_p, cfg.greedy, gen)
-                step = {}
-                for b, t, l in zip(active, tok.tolist(), lp.tolist()):
-                    r = rows[b]
-                    r.ids.append(t); r.loss_mask.append(1); r.logps.append(l); r.sampled.append(t)
-                    if t != im_end and len(r.sampled) < budget[b]: step[b] = [t]
-                active = list(step)
-                if active:
-                    logits = kv.feed(step)                                                # [R, V]
-                    for b in active: rows[b].fed = len(rows[b].ids)
-
-            # 4. environments step; a cut action gets <|im_end|> appended; observation tokens follow (loss mask 0)
-            for b in live:
-                r = rows[b]
-                truncated = r.sampled[-1] != im_end
-                text = r.pre + tokenizer.decode(r.sampled if truncated else r.sampled[:-1], skip_special_tokens=False)
-                obs = r.ep.step(text)
-                errors = [str(e) for e in (getattr(obs.parse, "errors", None) or [])]
-                r.actions.append(ActionRecord(len(r.actions), r.turn, text, len(r.ids) - len(r.sampled), len(r.ids),
-                                              len(r.sampled), _state_name(classify_action(text)), obs.n_calls,
-                                              obs.n_errors, errors, truncated))
-                if truncated: r.ids.append(im_end); r.loss_mask.append(0); r.logps.append(0.0)
-                history = r.messages + [{"role": "assistant", "content": text}]
-                r.messages = history + list(obs.messages)
-                if obs.kind == "next_turn": r.turn += 1
-                r.first = obs.kind == "next_turn"
-                if obs.done: r.done, r.end = True, obs.kind; continue
-                obs_ids = encode(observation_text(history, obs.messages))[-cfg.max_obs_tokens:]  # left-truncate
-                if len(r.ids) + len(obs_ids) + 2 > cfg.max_total_tokens: r.done, r.end = True, "max_total_tokens"; continue
-                r.ids += obs_ids; r.loss_mask += [0] * len(obs_ids); r.logps += [0.0] * len(obs_ids)
+            _sample_actions(kv, logits, rows, live, cfg, im_end, encode, gen)
+            _step_envs(rows, live, tokenizer, cfg, im_end, encode)
             if progress:
                 print(f"round {n_round}: {len(live)} rows sampled {sum(len(rows[b].sampled) for b in live)} tokens in "
                       f"{time.perf_counter() - t0:.2f}s; {sum(not r.done for r in rows)} still running")
-            n_round += 1
-
-        model.train(was_training)
-        return [Trajectory(r.task, r.group, r.rollout, "policy", pl, r.ids, r.loss_mask, r.logps, r.actions, r.messages,
-                           r.ep.score(), r.end) for r, pl in zip(rows, prompt_lens)]
+    model.train(was_training)
+    return [Trajectory(r.task, r.group, r.rollout, "policy", pl, r.ids, r.loss_mask, r.logps, r.actions, r.messages,
+                       r.ep.score(), r.end) for r, pl in zip(rows, prompt_lens)]
 
 # %% ../nbs/06_rollout.ipynb #20ab19e1
 def collate(trajs: list[Trajectory],  # trajectories (any producer)
