@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest, yaml
 from toolrl_nb.config import load_config, from_dict
 from toolrl_nb.evaluation import load_experiment, expand_grid
+from toolrl_nb.findings import RESERVED   # the campaign keys that are not sections of arms
 from toolrl_nb.trainer import TrainConfig, make_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +25,7 @@ def test_preset_loads(path):
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=ids)
 def test_experiment_arms_load(path):
     spec = yaml.safe_load(path.read_text())
-    sections = [k for k, v in spec.items() if k != "overrides" and isinstance(v, dict) and v   # mappings of arms
+    sections = [k for k, v in spec.items() if k not in RESERVED and isinstance(v, dict) and v   # mappings of arms
                 and all(isinstance(a, dict) for a in v.values())]
     assert sections, "an experiment file needs at least one section of arms"
     for section in sections:

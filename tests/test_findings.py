@@ -98,6 +98,29 @@ def test_campaign_runs_exports_and_decides(tmp_path, monkeypatch):
     assert "| F1 |" in fd.findings_markdown(rows)
 
 
+def test_a_missing_warmup_is_trained_from_the_recipe(tmp_path):
+    "A fresh machine: no warm-up run. The reference's evaluation trains it (SFT only), with the weights a full run's warm-up pins."
+    import shutil, torch
+    (tmp_path / "configs" / "cpu").mkdir(parents=True)
+    (tmp_path / "configs" / "cpu" / "tiny.yaml").write_text(yaml.safe_dump(dict(TINY, warmup_tasks=2)))
+    path = tmp_path / "configs" / "cpu" / "findings.yaml"
+    path.write_text(yaml.safe_dump(dict(base="configs/cpu/tiny.yaml", root="runs/findings", results="data/results/findings",
+                                        warmup_run="runs/warm", seeds=[0], eval=dict(n_tasks=1, max_action_tokens=4),
+                                        overrides=dict(steps=1, warmup_tasks=0), tags={"five": {"grpo.lr": 1e-4}},
+                                        section_warmups={"tags": {"run": "runs/warm5", "set": {"model.single_token_tags": False}}})))
+    assert fd.run_findings({"reference": None}, path=path, progress=False) == [tmp_path / "data/results/findings/reference"]
+    ck = pinned_checkpoint(tmp_path / "runs" / "warm"); spec = fd.campaign(path)
+    assert ck is not None and fd.ensure_warmup(spec, progress=False) == ck                # trained once, then found
+    assert yaml.safe_load((ck.parent.parent / "config.yaml").read_text())["steps"] == 0   # no RL steps, no evaluation
+    full = Trainer(from_dict(TrainConfig, dict(TINY, warmup_tasks=2, run_dir=str(tmp_path / "full")))); full.run(); full.log.close()
+    a, b = torch.load(ck / "weights.pt"), torch.load(pinned_checkpoint(tmp_path / "full") / "weights.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)              # = the warm-up of a full run
+    five = fd.ensure_warmup(spec, "tags", progress=False)                                  # a section's recipe: base + `set`
+    assert "warm5" in str(five) and yaml.safe_load((five.parent.parent / "config.yaml").read_text())["model"]["single_token_tags"] is False
+    shutil.rmtree(five.parent)                                                             # an interrupted warm-up is named
+    try: fd.ensure_warmup(spec, "tags", progress=False); raise AssertionError("no error")
+    except FileNotFoundError as e: assert "section_warmups.tags" in str(e) and "remove it" in str(e)
+
 def test_campaign_file_errors_name_the_field(tmp_path):
     bad = tmp_path / "configs" / "cpu" / "f.yaml"; bad.parent.mkdir(parents=True)
     bad.write_text(yaml.safe_dump(dict(base="x", root="r", results="d", seeds=[0])))

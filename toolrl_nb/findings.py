@@ -4,24 +4,24 @@
 
 # %% ../nbs/18_findings.ipynb #4469834d
 from __future__ import annotations
-import contextlib, json, math, os, re, shutil, tempfile
+import contextlib, json, math, os, re, shutil, tempfile, time
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import yaml
 
-from .config import ConfigError
-from .evaluation import (evaluate_checkpoint, expand_grid, load_experiment, ood_eval, pinned_checkpoint,
+from .config import ConfigError, from_dict
+from .evaluation import (_set, evaluate_checkpoint, expand_grid, load_experiment, ood_eval, pinned_checkpoint,
     read_task_results, sweep)
 from .runlog import RunLog, open_many
-from .trainer import checkpoints
+from .trainer import TrainConfig, Trainer, checkpoints
 
 # %% auto #0
 __all__ = ['FINDINGS_FILE', 'RESERVED', 'WARMUP_TOL', 'ALPHA', 'SURVIVAL_MODES', 'FLOOR', 'VANILLA', 'INTERLEAVED', 'SYNCHRONOUS',
-           'MIN_SEEDS', 'CLAIMS', 'FIVE', 'campaign', 'export_run', 'WarmupMismatch', 'check_warmup', 'run_reference',
-           'run_findings', 'results_dir', 'load_results', 'restore_run', 'open_results', 'boot', 'sign_test', 'holm',
-           'findings_table', 'findings_markdown', 'accuracy_chart', 'reward_chart']
+           'MIN_SEEDS', 'CLAIMS', 'FIVE', 'campaign', 'export_run', 'ensure_warmup', 'WarmupMismatch', 'check_warmup',
+           'run_reference', 'run_findings', 'results_dir', 'load_results', 'restore_run', 'open_results', 'boot',
+           'sign_test', 'holm', 'findings_table', 'findings_markdown', 'accuracy_chart', 'reward_chart']
 
 # %% ../nbs/18_findings.ipynb #c67c3eb5
 _REPO = Path(__file__).resolve().parent.parent if "__file__" in globals() else Path("..")   # the package's checkout (nbs/ in a notebook)
@@ -105,10 +105,30 @@ def _claim(path: Path):
         return
     yield False
 
-def _warmup(spec: dict, section: str | None = None) -> tuple[str, Path]:
-    "(campaign key, warm-up run folder) of a section: its own (`section_warmups`) or the shared `warmup_run`."
+def _warmup(spec: dict, section: str | None = None) -> tuple[str, Path, dict]:
+    "(campaign key, warm-up run folder, what its recipe changes in `base`): the section's own (`section_warmups`) or the shared `warmup_run`."
     own = (spec.get("section_warmups") or {}).get(section)
-    return (f"section_warmups.{section}", spec["repo"] / own) if own else ("warmup_run", spec["repo"] / spec["warmup_run"])
+    if not own: return "warmup_run", spec["repo"] / spec["warmup_run"], {}
+    own = own if isinstance(own, dict) else {"run": own}   # a bare folder: the recipe is `base` itself
+    return f"section_warmups.{section}", spec["repo"] / own["run"], own.get("set") or {}
+
+def ensure_warmup(spec: dict, section: str | None = None, progress: bool = True,
+                 ) -> Path:   # the pinned checkpoint
+    "The section's warm-up checkpoint, trained first if missing: `base` with its `set` keys, the SFT warm-up only (no RL steps)."
+    key, warm, sets = _warmup(spec, section)
+    while (ck := pinned_checkpoint(warm)) is None:
+        with _claim(warm.parent / f".{warm.name}.claim") as mine:
+            if not mine: time.sleep(10); continue   # another worker is training it
+            if (warm / "config.yaml").exists():
+                raise FileNotFoundError(f"{key}: {warm} is a run without a pinned warm-up checkpoint (an interrupted warm-up?): "
+                                        f"remove it to train the warm-up again, or point `{key}` at another run")
+            data = yaml.safe_load((spec["repo"] / spec["base"]).read_text())
+            for k, v in {"run_dir": str(warm), "steps": 0, "eval.n_tasks": 0, **sets}.items(): _set(data, k, v)
+            cfg = from_dict(TrainConfig, data)
+            if not cfg.warmup_tasks: raise ConfigError(f"{key}: base {spec['base']} has no SFT warm-up (warmup_tasks: 0) to train it with")
+            if progress: print(f"{key}: {warm} has no warm-up checkpoint: training it ({cfg.warmup_tasks} gold conversations, SFT only)")
+            with Trainer(cfg, progress=progress) as tr: tr.run()
+    return ck
 
 WARMUP_TOL = 1e-3   # nats/token: a retrained warm-up differs by round-off (4.5e-5 seen), another warm-up by tenths
 
@@ -121,7 +141,7 @@ def check_warmup(spec: dict, section: str | None = None, tol: float = WARMUP_TOL
     f = dest / "eval_tasks.jsonl"
     ref = {(r["task_id"], r["fmt"]): r["mean_logp"] for r in (read_task_results(f) if f.exists() else []) if r["mode"] == "gold_loglik"}
     if not ref: return None
-    key, warm = _warmup(spec, section)
+    key, warm, _ = _warmup(spec, section)
     ck = pinned_checkpoint(warm)
     if ck is None: raise FileNotFoundError(f"{key}: {warm} has no pinned warm-up checkpoint; train it first")
     with tempfile.TemporaryDirectory() as d:
@@ -142,9 +162,7 @@ def run_reference(spec: dict, progress: bool = True,
     repo = spec["repo"]; sub = Path(section or "") / "reference"; dest = repo / spec["results"] / sub
     modes = tuple(spec.get("reference_modes", ["strict"]))
     if dest.exists() and not (modes := _missing_modes(dest, modes)): return dest
-    key, warm = _warmup(spec, section)
-    ck = pinned_checkpoint(warm)
-    if ck is None: raise FileNotFoundError(f"{key}: {warm} has no pinned warm-up checkpoint; train it first")
+    ck = ensure_warmup(spec, section, progress)
     run_dir = repo / spec["root"] / sub
     if not (run_dir / "eval_tasks.jsonl").exists(): modes = tuple(spec.get("reference_modes", ["strict"]))   # a new machine: all of them
     ood_eval(ck, run_dir / "log.duckdb", modes=modes, progress=progress, **spec["eval"])
@@ -163,10 +181,9 @@ def run_findings(sections: dict,        # {section: [arm names] or None for all}
     for section, names in sections.items():
         if section == "reference": out.append(run_reference(spec, progress)); continue
         if section not in spec["sections"]: raise ConfigError(f"no section {section!r} in the campaign (it has {', '.join(spec['sections'])})")
-        kw = load_experiment(path or FINDINGS_FILE, section, repo=repo)
-        if section in (spec.get("section_warmups") or {}):   # its own warm-up: its reference first, its arms start from it
-            out.append(run_reference(spec, progress, section))
-            kw["base_config"]["init_from"] = str(pinned_checkpoint(_warmup(spec, section)[1]))
+        own = section if section in (spec.get("section_warmups") or {}) else None   # a section with its own warm-up
+        kw = load_experiment(path or FINDINGS_FILE, section, repo=repo, strict=False)  # `init_from`: once a run trains
+        if own: out.append(run_reference(spec, progress, own))                         # its reference first
         arms, checked = kw["grid"]["method"], False
         if bad := [n for n in (names or []) if n not in arms]: raise ConfigError(f"{section}: no arm {bad[0]!r} (it has {', '.join(arms)})")
         for arm in names or list(arms):
@@ -179,8 +196,9 @@ def run_findings(sections: dict,        # {section: [arm names] or None for all}
                     continue
                 with _claim(root / f".{arm}_seed={seed}.claim") as mine:
                     if not mine: continue        # another worker process has this run
-                    if not checked:              # the first run this section trains: it must start from the reference's warm-up
-                        check_warmup(spec, section if section in (spec.get("section_warmups") or {}) else None); checked = True
+                    if not checked:              # the first run this section trains: from the reference's warm-up (trained if missing)
+                        kw["base_config"]["init_from"] = str(ensure_warmup(spec, own, progress))
+                        check_warmup(spec, own); checked = True
                     s = sweep(kw["base_config"], {"method": {arm: arms[arm]}}, root=root, seeds=[seed], progress=progress)
                     if s["status"][0] != "done": continue
                     run = Path(s["run_dir"][0])  # sweep's name for the run (its characters made path-safe)
