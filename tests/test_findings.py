@@ -144,3 +144,15 @@ def test_findings_command_on_committed_logs():
         for arm, n in zip(rows["F1"]["arms"][1:], rows["F1"]["seeds_per_arm"][1:]):
             assert n == len(list(committed.glob(f"method={arm.split('/')[1]}_seed=*"))), (arm, n)
         assert rows["F1"]["n_tasks"] >= 100 and all(len(r["outcomes"]["strict"]) >= 100 for r in runs), rows["F1"]
+
+
+def test_findings_todo_lists_the_runs_to_go():
+    "`toolrl findings --todo`: the arms whose seeds are not exported yet, counted, from the committed results only."
+    p = subprocess.run([str(Path(sys.executable).parent / "toolrl"), "findings", "--todo"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    todo = fd.campaign_todo()
+    n = int(todo["seeds_todo"].list.len().sum())
+    assert f"{n} runs to go" in p.stdout
+    shown = set(todo.filter((todo["seeds_todo"].list.len() > 0) | (todo["seeds_lacking_modes"].list.len() > 0)).select("section", "arm").iter_rows())
+    for section, arm in todo.select("section", "arm").iter_rows():   # a row per arm with work left, none for the others
+        assert (f"| {section} | {arm} |" in p.stdout) == ((section, arm) in shown), (section, arm)

@@ -164,7 +164,14 @@ def _table(args):
     print(to_markdown(paper_table(runs, mode=args.mode, which=args.which)))
 
 def _findings(args):
-    from toolrl_nb.findings import findings_table, findings_markdown, run_findings
+    from toolrl_nb.findings import campaign_todo, findings_table, findings_markdown, run_findings
+    if args.todo:   # what is left of the campaign, from the committed results
+        import polars as pl
+        from toolrl_nb.evaluation import to_markdown
+        todo = campaign_todo().filter((pl.col("seeds_todo").list.len() > 0) | (pl.col("seeds_lacking_modes").list.len() > 0))
+        print(to_markdown(todo.with_columns(pl.col(pl.List(pl.Int64)).list.eval(pl.element().cast(pl.String)).list.join(", "))))
+        print(f"{todo['seeds_todo'].list.len().sum()} runs to go; `toolrl findings --run SECTION[:ARM]` trains them")
+        return
     if args.run:
         sections = {}
         for s in args.run:
@@ -219,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--results", default=None, help="exported runs (default: configs/cpu/findings.yaml's results folder)")
     s.add_argument("--run", action="append", default=[], metavar="SECTION[:ARM,ARM]", help="train, evaluate and export these arms first (resumable; 'reference' = the warm-up checkpoint)")
     s.add_argument("--seeds", default=None, help="with --run: comma-separated seeds (default: the campaign's)")
+    s.add_argument("--todo", action="store_true", help="what is left of the campaign: the arms' seeds not exported yet")
     s.set_defaults(fn=_findings)
     s = sub.add_parser("export", help="write a run (last checkpoint) or a checkpoint as a plain Hugging Face folder with a model card")
     s.add_argument("source", help="run directory or checkpoint directory"); s.add_argument("out", help="a new (or empty) folder")

@@ -20,8 +20,9 @@ from .trainer import TrainConfig, Trainer, checkpoints
 # %% auto #0
 __all__ = ['FINDINGS_FILE', 'RESERVED', 'WARMUP_TOL', 'ALPHA', 'SURVIVAL_MODES', 'FLOOR', 'VANILLA', 'INTERLEAVED', 'SYNCHRONOUS',
            'MIN_SEEDS', 'CLAIMS', 'FIVE', 'campaign', 'export_run', 'ensure_warmup', 'WarmupMismatch', 'check_warmup',
-           'run_reference', 'run_findings', 'results_dir', 'load_results', 'restore_run', 'open_results', 'boot',
-           'sign_test', 'holm', 'findings_table', 'findings_markdown', 'accuracy_chart', 'reward_chart']
+           'run_reference', 'run_findings', 'campaign_todo', 'results_dir', 'load_results', 'restore_run',
+           'open_results', 'boot', 'sign_test', 'holm', 'findings_table', 'findings_markdown', 'accuracy_chart',
+           'reward_chart']
 
 # %% ../nbs/18_findings.ipynb #c67c3eb5
 _REPO = Path(__file__).resolve().parent.parent if "__file__" in globals() else Path("..")   # the package's checkout (nbs/ in a notebook)
@@ -205,6 +206,24 @@ def run_findings(sections: dict,        # {section: [arm names] or None for all}
                     ood_eval(run, run / "log.duckdb", modes=_modes(spec, section, arm), progress=progress, **spec["eval"])
                     out.append(export_run(run, dest))
     return out
+
+# %% ../nbs/18_findings.ipynb #45739e42
+def campaign_todo(path=None,   # campaign file
+                 ) -> pl.DataFrame:  # section, arm, seeds_done, seeds_todo, seeds_lacking_modes
+    "Per section and arm: the seeds exported, the seeds to run, and exported seeds lacking one of the arm's modes."
+    spec = campaign(path); res = spec["repo"] / spec["results"]; rows = []
+    refs = [("reference", res / "reference", spec.get("reference_modes", ["strict"]))]
+    refs += [(s, res / s / "reference", spec.get("reference_modes", ["strict"])) for s in spec.get("section_warmups") or {}]
+    for section, dest, modes in refs:
+        rows.append(dict(section=section, arm="reference", seeds_done=[0] * dest.exists(), seeds_todo=[0] * (not dest.exists()),
+                         seeds_lacking_modes=[0] * bool(dest.exists() and _missing_modes(dest, modes))))
+    for section, arms in spec["sections"].items():
+        for arm in arms:
+            dests = {s: res / section / f"method={arm}_seed={s}" for s in spec["seeds"]}
+            done = [s for s, d in dests.items() if d.exists()]
+            rows.append(dict(section=section, arm=arm, seeds_done=done, seeds_todo=[s for s in dests if s not in done],
+                             seeds_lacking_modes=[s for s in done if _missing_modes(dests[s], _modes(spec, section, arm))]))
+    return pl.DataFrame(rows)
 
 # %% ../nbs/18_findings.ipynb #f58e087e
 def _parquet(d: Path, table: str) -> pl.DataFrame | None:
