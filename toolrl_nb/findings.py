@@ -77,7 +77,8 @@ def _complete(kw, arm, overrides, seed, root, dest, modes, spec, progress) -> li
     "Evaluate an exported run's last checkpoint in `modes` and export it again; [] (with a note) if its run folder is gone."
     run = Path(expand_grid(kw["base_config"], {"method": {arm: overrides}}, [seed], root)[0][1]["run_dir"])
     if not checkpoints(run):
-        print(f"{dest.name}: {', '.join(modes)} missing and no checkpoint in {run} (the run's machine has it): skipped"); return []
+        print(f"{dest.name}: {', '.join(modes)} missing and no checkpoint in {run} (the run's machine had it): skipped; "
+              f"remove {dest} and run again to redo the run with every mode"); return []
     with _claim(root / f".{arm}_seed={seed}.claim") as mine:
         if not mine: return []
         ood_eval(run, run / "log.duckdb", modes=modes, progress=progress, **spec["eval"])
