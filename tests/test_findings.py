@@ -153,6 +153,8 @@ def test_findings_todo_lists_the_runs_to_go():
     todo = fd.campaign_todo()
     n = int(todo["seeds_todo"].list.len().sum())
     assert f"{n} runs to go" in p.stdout
+    redo = int(todo["seeds_lacking_modes"].list.len().sum())
+    assert (f"; {redo} exported runs lack a mode" in p.stdout) == (redo > 0), p.stdout[-500:]
     shown = set(todo.filter((todo["seeds_todo"].list.len() > 0) | (todo["seeds_lacking_modes"].list.len() > 0)).select("section", "arm").iter_rows())
     for section, arm in todo.select("section", "arm").iter_rows():   # a row per arm with work left, none for the others
         assert (f"| {section} | {arm} |" in p.stdout) == ((section, arm) in shown), (section, arm)

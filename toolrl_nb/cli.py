@@ -170,7 +170,9 @@ def _findings(args):
         from toolrl_nb.evaluation import to_markdown
         todo = campaign_todo().filter((pl.col("seeds_todo").list.len() > 0) | (pl.col("seeds_lacking_modes").list.len() > 0))
         print(to_markdown(todo.with_columns(pl.col(pl.List(pl.Int64)).list.eval(pl.element().cast(pl.String)).list.join(", "))))
-        print(f"{todo['seeds_todo'].list.len().sum()} runs to go; `toolrl findings --run SECTION[:ARM]` trains them")
+        redo = todo['seeds_lacking_modes'].list.len().sum()   # exported before a mode was added: completed from a kept checkpoint, else redone
+        print(f"{todo['seeds_todo'].list.len().sum()} runs to go; `toolrl findings --run SECTION[:ARM]` trains them"
+              + (f"; {redo} exported runs lack a mode (`--run` evaluates it on the run's checkpoint, or says how to redo a run whose checkpoint is gone)" if redo else ""))
         return
     if args.run:
         sections = {}
