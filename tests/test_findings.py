@@ -98,6 +98,19 @@ def test_campaign_runs_exports_and_decides(tmp_path, monkeypatch):
     assert "| F1 |" in fd.findings_markdown(rows)
 
 
+def test_workers_share_a_campaign(tmp_path):
+    "Two worker processes (tiny random model) on two arms x one seed: every run trained and exported exactly once, each worker's log written."
+    path = _campaign(tmp_path)
+    out = fd.run_workers({"lr_ladder": None}, workers=2, path=path, seeds=[0])
+    assert sorted(p.name for p in out) == ["method=rl_lr1e-4_seed=0", "method=rl_lr1e-5_seed=0"]   # none twice
+    logs = sorted((tmp_path / "runs" / "findings").glob("worker-*.log"))
+    assert len(logs) == 2 and all("torch thread(s)" in f.read_text() for f in logs)
+    assert not list((tmp_path / "runs" / "findings").rglob("*.claim"))                          # claims released
+    assert fd.run_workers({"lr_ladder": None}, workers=2, path=path, seeds=[0]) == []            # all exported: nothing to do
+    try: fd.run_workers({"lr_ladder": None}, workers=0, path=path); raise AssertionError("no error")
+    except fd.ConfigError as e: assert "workers" in str(e)
+
+
 def test_a_missing_warmup_is_trained_from_the_recipe(tmp_path):
     "A fresh machine: no warm-up run. The reference's evaluation trains it (SFT only), with the weights a full run's warm-up pins."
     import shutil, torch

@@ -164,7 +164,7 @@ def _table(args):
     print(to_markdown(paper_table(runs, mode=args.mode, which=args.which)))
 
 def _findings(args):
-    from toolrl_nb.findings import campaign_todo, findings_table, findings_markdown, run_findings
+    from toolrl_nb.findings import campaign_todo, findings_table, findings_markdown, run_findings, run_workers
     if args.todo:   # what is left of the campaign, from the committed results
         import polars as pl
         from toolrl_nb.evaluation import to_markdown
@@ -179,7 +179,9 @@ def _findings(args):
         for s in args.run:
             sec, _, arms = s.partition(":")
             sections[sec] = arms.split(",") if arms else None
-        for d in run_findings(sections, seeds=[int(x) for x in args.seeds.split(",")] if args.seeds else None): print(f"exported {d}")
+        seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else None
+        done = run_workers(sections, args.workers, seeds=seeds) if args.workers > 1 else run_findings(sections, seeds=seeds)
+        for d in done: print(f"exported {d}")
     rows = findings_table(args.results)
     if args.json: print(json.dumps({"findings": rows, "alpha": 0.05, "correction": "Holm over the findings' primary p-values"}, default=str, indent=1))
     else: print(findings_markdown(rows))
@@ -228,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--results", default=None, help="exported runs (default: configs/cpu/findings.yaml's results folder)")
     s.add_argument("--run", action="append", default=[], metavar="SECTION[:ARM,ARM]", help="train, evaluate and export these arms first (resumable; 'reference' = the warm-up checkpoint)")
     s.add_argument("--seeds", default=None, help="with --run: comma-separated seeds (default: the campaign's)")
+    s.add_argument("--workers", type=int, default=1, help="with --run: processes sharing the campaign, each at cores/workers threads (2 fit 24 GB)")
     s.add_argument("--todo", action="store_true", help="what is left of the campaign: the arms' seeds not exported yet")
     s.set_defaults(fn=_findings)
     s = sub.add_parser("export", help="write a run (last checkpoint) or a checkpoint as a plain Hugging Face folder with a model card")

@@ -4,7 +4,8 @@
 
 # %% ../nbs/18_findings.ipynb #4469834d
 from __future__ import annotations
-import contextlib, json, math, os, re, shutil, tempfile, time
+import contextlib, json, math, multiprocessing, os, re, shutil, tempfile, time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -20,9 +21,9 @@ from .trainer import TrainConfig, Trainer, checkpoints
 # %% auto #0
 __all__ = ['FINDINGS_FILE', 'RESERVED', 'WARMUP_TOL', 'ALPHA', 'SURVIVAL_MODES', 'FLOOR', 'VANILLA', 'INTERLEAVED', 'SYNCHRONOUS',
            'MIN_SEEDS', 'CLAIMS', 'FIVE', 'campaign', 'export_run', 'ensure_warmup', 'WarmupMismatch', 'check_warmup',
-           'run_reference', 'run_findings', 'campaign_todo', 'results_dir', 'load_results', 'restore_run',
-           'open_results', 'boot', 'sign_test', 'holm', 'findings_table', 'findings_markdown', 'accuracy_chart',
-           'reward_chart']
+           'run_reference', 'run_findings', 'run_workers', 'campaign_todo', 'results_dir', 'load_results',
+           'restore_run', 'open_results', 'boot', 'sign_test', 'holm', 'findings_table', 'findings_markdown',
+           'accuracy_chart', 'reward_chart']
 
 # %% ../nbs/18_findings.ipynb #c67c3eb5
 _REPO = Path(__file__).resolve().parent.parent if "__file__" in globals() else Path("..")   # the package's checkout (nbs/ in a notebook)
@@ -207,6 +208,28 @@ def run_findings(sections: dict,        # {section: [arm names] or None for all}
                     ood_eval(run, run / "log.duckdb", modes=_modes(spec, section, arm), progress=progress, **spec["eval"])
                     out.append(export_run(run, dest))
     return out
+
+# %% ../nbs/18_findings.ipynb #31e3f802
+def _worker(sections, path, seeds, threads: int, log: Path) -> list[Path]:
+    import torch; torch.set_num_threads(threads)
+    with open(log, "a", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        print(f"== {time.strftime('%F %T')} worker {os.getpid()}, {threads} torch thread(s)")
+        return run_findings(sections, path, seeds, progress=True)
+
+def run_workers(sections: dict,     # as in `run_findings`
+                workers: int = 2,   # processes, each at cpu_count // workers torch threads
+                path=None,          # campaign file
+                seeds=None,         # default: the file's seeds
+               ) -> list[Path]:     # the exported folders of the call's finished runs, each once
+    "`run_findings` in `workers` processes that share the campaign through claim files; each logs to `<root>/worker-<i>.log`."
+    if workers < 1: raise ConfigError(f"workers: expected at least 1, got {workers}")
+    spec = campaign(path); logs = [spec["repo"] / spec["root"] / f"worker-{i}.log" for i in range(workers)]
+    logs[0].parent.mkdir(parents=True, exist_ok=True)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    print(f"{workers} workers at {threads} torch thread(s) each; progress in {', '.join(map(str, logs))}")
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:   # spawn: no forked torch state
+        done = list(pool.map(_worker, *zip(*[(sections, path, seeds, threads, log) for log in logs])))
+    return [d for w in done for d in w]
 
 # %% ../nbs/18_findings.ipynb #45739e42
 def campaign_todo(path=None,   # campaign file
