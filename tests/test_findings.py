@@ -10,7 +10,7 @@ import yaml
 
 from toolrl_nb import findings as fd
 from toolrl_nb.config import from_dict
-from toolrl_nb.evaluation import pinned_checkpoint
+from toolrl_nb.evaluation import pinned_checkpoint, read_task_results
 from toolrl_nb.trainer import TrainConfig, Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,6 +62,13 @@ def test_campaign_runs_exports_and_decides(tmp_path, monkeypatch):
     again = fd.run_findings({"reference": None, "lr_ladder": None}, path=path, progress=False)
     assert built == [] and sorted(p.name for p in again) == ["method=rl_lr1e-4_seed=0", "method=rl_lr1e-4_seed=1", "reference"]
     assert fd.run_findings({"reference": None, "lr_ladder": None}, path=path, progress=False) == [results / "reference"]  # now complete
+    # a redone run whose folder lacks a mode the old export had keeps it when a missing mode is completed
+    run0 = next((tmp_path / "runs" / "findings" / "lr_ladder").glob("method=rl*lr1e-4_seed=0"))
+    exp0 = results / "lr_ladder" / "method=rl_lr1e-4_seed=0"
+    for f, drop in ((run0 / "eval_tasks.jsonl", "forced_prefix"), (exp0 / "eval_tasks.jsonl", "gold_loglik")):
+        f.write_text("".join(line + "\n" for line in f.read_text().splitlines() if json.loads(line)["mode"] != drop))
+    assert fd.run_findings({"lr_ladder": ["rl_lr1e-4"]}, path=path, progress=False, seeds=[0]) == [exp0] and built == []
+    assert {r["mode"] for r in read_task_results(exp0 / "eval_tasks.jsonl")} == {"strict", "forced_prefix", "gold_loglik"}
     # arms start from the reference's warm-up: the checkpoint matches the reference's gold log-lik; another one stops a run
     assert fd.check_warmup(fd.campaign(path)) < 1e-4
     ref_file = results / "reference" / "eval_tasks.jsonl"; kept = ref_file.read_text()

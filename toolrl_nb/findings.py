@@ -70,19 +70,21 @@ def _modes(spec, section, arm) -> tuple:
     return tuple((spec.get("arm_modes") or {}).get(f"{section}/{arm}", ["strict"]))
 
 def _missing_modes(dest: Path, modes) -> tuple:
-    "The modes in `modes` that an exported run's per-task results lack."
+    "The modes in `modes` that the per-task results of a run folder or its export lack."
     have = {r["mode"] for r in read_task_results(dest / "eval_tasks.jsonl")}
     return tuple(m for m in modes if m not in have)
 
 def _complete(kw, arm, overrides, seed, root, dest, modes, spec, progress) -> list[Path]:
-    "Evaluate an exported run's last checkpoint in `modes` and export it again; [] (with a note) if its run folder is gone."
+    "Evaluate an exported run's last checkpoint in the `modes` its run folder lacks and export it again; [] (with a note) if the folder is gone."
     run = Path(expand_grid(kw["base_config"], {"method": {arm: overrides}}, [seed], root)[0][1]["run_dir"])
     if not checkpoints(run):
-        print(f"{dest.name}: {', '.join(modes)} missing and no checkpoint in {run} (the run's machine had it): skipped; "
-              f"remove {dest} and run again to redo the run with every mode"); return []
+        print(f"{dest.name}: {', '.join(_missing_modes(dest, modes))} missing and no checkpoint in {run} (the run's machine had it): "
+              f"skipped; remove {dest} and run again to redo the run with every mode"); return []
     with _claim(root / f".{arm}_seed={seed}.claim") as mine:
         if not mine: return []
-        ood_eval(run, run / "log.duckdb", modes=modes, progress=progress, **spec["eval"])
+        # what the run folder lacks, not only the export: the export is rewritten from the folder, and a redone run
+        # (its folder new) must not drop modes the old export had
+        if todo := _missing_modes(run, modes): ood_eval(run, run / "log.duckdb", modes=todo, progress=progress, **spec["eval"])
         return [export_run(run, dest)]
 
 def _alive(pid: int) -> bool:
@@ -194,8 +196,8 @@ def run_findings(sections: dict,        # {section: [arm names] or None for all}
                 dest = repo / spec["results"] / section / f"method={arm}_seed={seed}"
                 root = repo / spec["root"] / section
                 if dest.exists():
-                    if missing := _missing_modes(dest, _modes(spec, section, arm)):   # modes added to the campaign since the export
-                        out += _complete(kw, arm, arms[arm], seed, root, dest, missing, spec, progress)
+                    if _missing_modes(dest, _modes(spec, section, arm)):   # modes added to the campaign since the export
+                        out += _complete(kw, arm, arms[arm], seed, root, dest, _modes(spec, section, arm), spec, progress)
                     continue
                 with _claim(root / f".{arm}_seed={seed}.claim") as mine:
                     if not mine: continue        # another worker process has this run
