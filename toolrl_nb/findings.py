@@ -527,10 +527,12 @@ def _f3(runs) -> dict:
     if not all(_seeds(runs, arms)): return _row("F3", runs, arms, "", {}, "", None, "")
     t = boot({"i": _pool(runs, INTERLEAVED, "strict"), "s": _pool(runs, SYNCHRONOUS, "strict")}, lambda x: x["i"] - x["s"])
     tasks = list(_pool(runs, arms, "strict")[0])
-    ours = f"strict: {_accs(runs, arms + (('schemes', 'resets_only'),), 'strict', tasks)}"
-    if _outs(_arm(runs, "schemes", "resets_only"), "strict"):   # the resets alone, without SFT
-        c = boot({"e": _pool(runs, [("schemes", "ets")], "strict"), "r": _pool(runs, [("schemes", "resets_only")], "strict")}, lambda x: x["e"] - x["r"])
-        ours += f"; ets - resets_only {c['estimate']:+.1f} points [{c['ci'][0]:+.1f}, {c['ci'][1]:+.1f}]"
+    ours = f"strict: {_accs(runs, arms + (('schemes', 'resets_only'), ('schemes', 'ops_1of8')), 'strict', tasks)}"
+    # descriptions beside the test: the resets alone (no SFT) against ETS, and OPS's gold share (1 of 4 vs 1 of 8)
+    for a, b in (("ets", "resets_only"), ("ops", "ops_1of8")):
+        if n := len(_outs(_arm(runs, "schemes", b), "strict")):
+            c = boot({"a": _pool(runs, [("schemes", a)], "strict"), "b": _pool(runs, [("schemes", b)], "strict")}, lambda x: x["a"] - x["b"])
+            ours += f"; {a} - {b} {c['estimate']:+.1f} points [{c['ci'][0]:+.1f}, {c['ci'][1]:+.1f}] ({b}: {n} seed{'s' * (n > 1)})"
     return _row("F3", runs, arms, ours, t, "interleaved (ets, prs) - synchronous (sft_rl, ops, hbg), strict, paired bootstrap (tasks x seeds)",
                 _better(t), "reproduced: interleaved significantly more accurate; not reproduced: the interval excludes a 10-point gain")
 
