@@ -25,13 +25,14 @@ DUMMY = (SimpleNamespace(eval=lambda: None), None)   # no model: the scripted ro
 def scripted(policy):
     "A stand-in for `rollout`: replays `policy(env, task, fmt)` through the real env; records every call."
     calls = []
-    def _rollout(model, tok, env, tasks, cfg, fmt="json"):
+    def _rollout(model, tok, env, tasks, cfg, fmt="json", progress=False):
         calls.append(dict(n=len(tasks), fmt=fmt, lenient=env.lenient, ids=[t.id for t in tasks]))
         out = []
         for t in tasks:
             acts = policy(env, t, fmt)
             _, score = replay(env, t, acts, fmt)
             out.append(SimpleNamespace(task=t, score=score, actions=acts))
+            if callable(progress): progress(len(out))
         return out
     return _rollout, calls
 
@@ -145,6 +146,20 @@ def test_resume_skips_finished_tasks(monkeypatch, tmp_path):
     assert calls2 == [] and res2.equals(res) and path.read_text().count("\n") == 13   # nothing appended
     _, calls3 = run(monkeypatch, base_policy, modes=("strict",), resume=True, results_path=path, max_action_tokens=99)
     assert sum(c["n"] for c in calls3) == 12             # another setting does not reuse the results
+
+
+def test_progress_bar_moves_as_episodes_finish(monkeypatch):
+    # batch_size 0 puts every task in one batched rollout; the bar must still move per finished episode, not once at the end
+    counts = []
+    class Bar:
+        def __init__(self, total, initial=0, **kw): self.n = initial
+        def update(self, k): self.n += k; counts.append(self.n)
+        def close(self): pass
+    monkeypatch.setattr(ev, "tqdm", Bar)
+    _, calls = run(monkeypatch, gold_if(lambda t: True), modes=("strict",), batch_size=0)
+    n = calls[0]["n"]
+    assert len(calls) == 1 and n > 1
+    assert sorted(set(counts)) == list(range(1, n + 1)) and counts[-1] == n
 
 
 def test_logs_to_evaluations_once(monkeypatch, tmp_path):

@@ -161,11 +161,13 @@ def forced_prefix_episodes(model, tok, env, tasks,   # policy, its tokenizer, en
                            max_action_tokens: int = 256,  # cap per action, the prefix included
                            max_total_tokens: int = 4096,  # the episode ends when its context reaches this
                            prefix: str | None = None,     # override the opening
+                           progress=False,                # passed to `rollout` (a callable hears the finished count)
                           ) -> list[tuple]:
     "Greedy episodes, all tasks in one batched rollout, whose calling turns start with a prefilled call opening: (task, score, actions)."
     cfg = RolloutConfig(group_size=1, greedy=True, max_action_tokens=max_action_tokens, max_total_tokens=max_total_tokens)
     with torch.no_grad():
-        trajs = rollout(model, tok, env, tasks, cfg, fmt=fmt, prefill=FORCED_PREFIX[fmt] if prefix is None else prefix)
+        trajs = rollout(model, tok, env, tasks, cfg, fmt=fmt, prefill=FORCED_PREFIX[fmt] if prefix is None else prefix,
+                        progress=progress)
     return [(t.task, t.score, [a.text for a in t.actions]) for t in trajs]
 
 def _mean(xs) -> float | None: return sum(xs) / len(xs) if xs else None
@@ -295,18 +297,21 @@ def evaluate_checkpoint(source,                       # run dir | checkpoint dir
                     model, tok = load_policy(src.model)
                     if src.checkpoint is not None: load_weights(model, src.checkpoint)
                 model.eval()
-                batch = todo[i:i + (batch_size or len(todo))]
+                batch, base = todo[i:i + (batch_size or len(todo))], bar.n
+                tick = lambda n_done: bar.update(base + n_done - bar.n)   # the bar moves as episodes end, not per batch
                 if mode == "forced_prefix":
-                    eps = forced_prefix_episodes(model, tok, env, batch, fmt, max_action_tokens, rcfg.max_total_tokens)
+                    eps = forced_prefix_episodes(model, tok, env, batch, fmt, max_action_tokens, rcfg.max_total_tokens,
+                                                progress=tick)
                 else:
-                    with torch.no_grad(): eps = [(t.task, t.score, t.actions) for t in rollout(model, tok, env, batch, rcfg, fmt=fmt)]
+                    with torch.no_grad():
+                        eps = [(t.task, t.score, t.actions) for t in rollout(model, tok, env, batch, rcfg, fmt=fmt, progress=tick)]
                 recs = [dict(key=key, checkpoint=src.tag, step=src.step, split=split, mode=mode, fmt=fmt,
                              task_id=task.id, category=task.category, passed=bool(score.passed),
                              reward=float(score.reward), n_actions=len(acts), error_type=score.error_type,
                              first_failed_turn=score.first_failed_turn) for task, score, acts in eps]
                 _append(results_path, recs)
                 done.update((r["task_id"], r) for r in recs)
-                bar.update(len(batch))
+                tick(len(batch))
             bar.close()
             mrows = summary_rows([done[t.id] for t in tasks], mode, split, src.step, src.tag, rcfg.seed or 0,
                                  unseen=_unseen(env, src.env, tasks))

@@ -192,12 +192,13 @@ def run_findings(sections: dict,        # {section: [arm names] or None for all}
         arms, checked = kw["grid"]["method"], False
         if bad := [n for n in (names or []) if n not in arms]: raise ConfigError(f"{section}: no arm {bad[0]!r} (it has {', '.join(arms)})")
         for arm in names or list(arms):
+            modes = _modes(spec, section, arm)
             for seed in seeds if seeds is not None else spec["seeds"]:
                 dest = repo / spec["results"] / section / f"method={arm}_seed={seed}"
                 root = repo / spec["root"] / section
                 if dest.exists():
-                    if _missing_modes(dest, _modes(spec, section, arm)):   # modes added to the campaign since the export
-                        out += _complete(kw, arm, arms[arm], seed, root, dest, _modes(spec, section, arm), spec, progress)
+                    if _missing_modes(dest, modes):   # modes added to the campaign since the export
+                        out += _complete(kw, arm, arms[arm], seed, root, dest, modes, spec, progress)
                     continue
                 with _claim(root / f".{arm}_seed={seed}.claim") as mine:
                     if not mine: continue        # another worker process has this run
@@ -207,7 +208,7 @@ def run_findings(sections: dict,        # {section: [arm names] or None for all}
                     s = sweep(kw["base_config"], {"method": {arm: arms[arm]}}, root=root, seeds=[seed], progress=progress)
                     if s["status"][0] != "done": continue
                     run = Path(s["run_dir"][0])  # sweep's name for the run (its characters made path-safe)
-                    ood_eval(run, run / "log.duckdb", modes=_modes(spec, section, arm), progress=progress, **spec["eval"])
+                    ood_eval(run, run / "log.duckdb", modes=modes, progress=progress, **spec["eval"])
                     out.append(export_run(run, dest))
     return out
 

@@ -356,7 +356,8 @@ def rollout(model,                      # causal LM (HF or peft); sampled in eva
             tasks: list[Task],          # one GRPO group per task
             cfg: RolloutConfig,
             fmt: str = "json",          # call format passed to env.reset
-            progress: bool = False,     # print one line per action round
+            progress=False,             # True: print one line per action round; a callable: called after each round
+                                        # with the number of finished rows (e.g. to move a progress bar)
             hints: dict | None = None,  # {(group, rollout): hint}: appended to the system message of the SAMPLING
                                         # context only (HBG); ids, messages and the loss keep the hint-free prompt
             prefill: str = "",          # written (forced, loss mask 0) at the start of each turn's first action when
@@ -391,9 +392,11 @@ def rollout(model,                      # causal LM (HF or peft); sampled in eva
             for b in live: rows[b].fed = len(rows[b].ids)
             _sample_actions(kv, logits, rows, live, cfg, im_end, encode, gen)
             _step_envs(rows, live, tokenizer, cfg, im_end, encode)
-            if progress:
+            if callable(progress): progress(sum(r.done for r in rows))
+            elif progress:
                 print(f"round {n_round}: {len(live)} rows sampled {sum(len(rows[b].sampled) for b in live)} tokens in "
                       f"{time.perf_counter() - t0:.2f}s; {sum(not r.done for r in rows)} still running")
+    if callable(progress): progress(len(rows))   # rows stopped by the total budget end without another round
     model.train(was_training)
     return [Trajectory(r.task, r.group, r.rollout, "policy", pl, r.ids, r.loss_mask, r.logps, r.actions, r.messages,
                        r.ep.score(), r.end) for r, pl in zip(rows, prompt_lens)]
