@@ -128,6 +128,9 @@ def test_a_missing_warmup_is_trained_from_the_recipe(tmp_path):
                                         warmup_run="runs/warm", seeds=[0], eval=dict(n_tasks=1, max_action_tokens=4),
                                         overrides=dict(steps=1, warmup_tasks=0), tags={"five": {"grpo.lr": 1e-4}},
                                         section_warmups={"tags": {"run": "runs/warm5", "set": {"model.single_token_tags": False}}})))
+    with fd._claim(tmp_path / "runs/findings/.reference.claim") as held:   # another worker evaluating the reference:
+        assert held and fd.run_findings({"reference": None}, path=path, progress=False) == []   # the warm-up, no evaluation
+    assert pinned_checkpoint(tmp_path / "runs" / "warm") and not (tmp_path / "data/results/findings/reference").exists()
     assert fd.run_findings({"reference": None}, path=path, progress=False) == [tmp_path / "data/results/findings/reference"]
     ck = pinned_checkpoint(tmp_path / "runs" / "warm"); spec = fd.campaign(path)
     assert ck is not None and fd.ensure_warmup(spec, progress=False) == ck                # trained once, then found

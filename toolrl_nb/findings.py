@@ -162,18 +162,21 @@ def check_warmup(spec: dict, section: str | None = None, tol: float = WARMUP_TOL
     return max(diffs)
 
 def run_reference(spec: dict, progress: bool = True,
-                  section: str | None = None) -> Path:  # a section with its own warm-up: `<results>/<section>/reference`
+                  section: str | None = None,  # a section with its own warm-up: `<results>/<section>/reference`
+                 ) -> Path | None:             # None: another worker is evaluating it (the warm-up exists by then)
     "Evaluate a warm-up checkpoint once in `reference_modes`; export it to `<results>/reference` (or the section's)."
     repo = spec["repo"]; sub = Path(section or "") / "reference"; dest = repo / spec["results"] / sub
     modes = tuple(spec.get("reference_modes", ["strict"]))
     if dest.exists() and not (modes := _missing_modes(dest, modes)): return dest
-    ck = ensure_warmup(spec, section, progress)
-    run_dir = repo / spec["root"] / sub
-    if not (run_dir / "eval_tasks.jsonl").exists(): modes = tuple(spec.get("reference_modes", ["strict"]))   # a new machine: all of them
-    ood_eval(ck, run_dir / "log.duckdb", modes=modes, progress=progress, **spec["eval"])
-    shutil.copy(ck.parent.parent / "config.yaml", run_dir / "config.yaml")
-    (run_dir / "checkpoint.txt").write_text(str(ck.relative_to(repo)) + "\n")
-    out = export_run(run_dir, dest); shutil.copy(run_dir / "checkpoint.txt", out)
+    ck = ensure_warmup(spec, section, progress)   # the arms need only this: a worker that finds the evaluation taken goes on
+    run_dir = repo / spec["root"] / sub; run_dir.mkdir(parents=True, exist_ok=True)
+    with _claim(run_dir.parent / ".reference.claim") as mine:   # two workers must not write one DuckDB file
+        if not mine: return None
+        if not (run_dir / "eval_tasks.jsonl").exists(): modes = tuple(spec.get("reference_modes", ["strict"]))   # a new machine: all
+        ood_eval(ck, run_dir / "log.duckdb", modes=modes, progress=progress, **spec["eval"])
+        shutil.copy(ck.parent.parent / "config.yaml", run_dir / "config.yaml")
+        (run_dir / "checkpoint.txt").write_text(str(ck.relative_to(repo)) + "\n")
+        out = export_run(run_dir, dest); shutil.copy(run_dir / "checkpoint.txt", out)
     return out
 
 def run_findings(sections: dict,        # {section: [arm names] or None for all}; "reference": the warm-up checkpoint
@@ -184,11 +187,11 @@ def run_findings(sections: dict,        # {section: [arm names] or None for all}
     "Train, evaluate and export every chosen arm x seed of the campaign that is not exported yet."
     spec = campaign(path); repo = spec["repo"]; out = []
     for section, names in sections.items():
-        if section == "reference": out.append(run_reference(spec, progress)); continue
+        if section == "reference": out += [p for p in [run_reference(spec, progress)] if p]; continue
         if section not in spec["sections"]: raise ConfigError(f"no section {section!r} in the campaign (it has {', '.join(spec['sections'])})")
         own = section if section in (spec.get("section_warmups") or {}) else None   # a section with its own warm-up
         kw = load_experiment(path or FINDINGS_FILE, section, repo=repo, strict=False)  # `init_from`: once a run trains
-        if own: out.append(run_reference(spec, progress, own))                         # its reference first
+        if own: out += [p for p in [run_reference(spec, progress, own)] if p]          # its reference first
         arms, checked = kw["grid"]["method"], False
         if bad := [n for n in (names or []) if n not in arms]: raise ConfigError(f"{section}: no arm {bad[0]!r} (it has {', '.join(arms)})")
         for arm in names or list(arms):
