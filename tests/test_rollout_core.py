@@ -233,3 +233,20 @@ def test_sample_tokens_top_p():
     tok, lp = sample_tokens(lg, 1.0, 0.7, generator=torch.Generator().manual_seed(0))
     assert set(tok.tolist()) == {0, 1}
     assert torch.allclose(lp.exp(), torch.softmax(lg[0, :2], -1)[tok])
+
+
+def test_stop_after_failed_turn_keeps_the_verdict(tiny, env, tasks):
+    "Turn 1 answered without its calls: the cut episode ends there, with the full episode's verdict, failing turn and error."
+    model, tok = tiny
+    task, im_end = tasks[0], tok.convert_tokens_to_ids(IM_END)
+    gold = env.gold_actions(task)
+    assert len(gold) == 6                                                    # a call and a reply per turn, 3 turns
+    enc = lambda texts: [tok(g, add_special_tokens=False)["input_ids"] + [im_end] for g in texts]
+    broken = enc(gold[:2] + ["No."] + gold[4:])
+    full, cut = (rollout(Forced(model, tok, broken), tok, env, [task], RolloutConfig(group_size=1, seed=0, stop_after_failed_turn=s))[0]
+                 for s in (False, True))
+    assert (full.end, cut.end) == ("end", "failed_turn") and not full.score.passed and not cut.score.passed
+    assert (cut.score.first_failed_turn, cut.score.error_type) == (full.score.first_failed_turn, full.score.error_type) == (1, "empty_turn")
+    assert len(full.actions) == 5 and [a.text for a in cut.actions] == [a.text for a in full.actions[:3]]
+    ok = rollout(Forced(model, tok, enc(gold)), tok, env, [task], RolloutConfig(group_size=1, seed=0, stop_after_failed_turn=True))[0]
+    assert ok.score.passed and ok.end == "end" and len(ok.actions) == 6    # a passing task is played to the end

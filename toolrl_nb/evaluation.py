@@ -110,8 +110,9 @@ def resolve_source(source,                      # run dir, checkpoint dir, or mo
 # %% ../nbs/15_evaluation.ipynb #20cdba1d
 def _setting_key(src: EvalSource, mode: str, split: str, fmt: str, rcfg: RolloutConfig) -> str:
     mtime = (src.checkpoint / "weights.pt").stat().st_mtime_ns if src.checkpoint else None
+    rollout = {k: v for k, v in to_dict(rcfg).items() if k != "stop_after_failed_turn"}   # changes no task's verdict
     blob = json.dumps(dict(model=to_dict(src.model), ckpt=str(src.checkpoint), mtime=mtime, tag=src.tag, mode=mode,
-                           split=split, fmt=fmt, env=to_dict(src.env), rollout=to_dict(rcfg)), sort_keys=True, default=str)
+                           split=split, fmt=fmt, env=to_dict(src.env), rollout=rollout), sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 def read_task_results(path) -> list[dict]:
@@ -162,9 +163,11 @@ def forced_prefix_episodes(model, tok, env, tasks,   # policy, its tokenizer, en
                            max_total_tokens: int = 4096,  # the episode ends when its context reaches this
                            prefix: str | None = None,     # override the opening
                            progress=False,                # passed to `rollout` (a callable hears the finished count)
+                           stop_after_failed_turn: bool = False,  # end an episode at its first failed turn (see `RolloutConfig`)
                           ) -> list[tuple]:
     "Greedy episodes, all tasks in one batched rollout, whose calling turns start with a prefilled call opening: (task, score, actions)."
-    cfg = RolloutConfig(group_size=1, greedy=True, max_action_tokens=max_action_tokens, max_total_tokens=max_total_tokens)
+    cfg = RolloutConfig(group_size=1, greedy=True, max_action_tokens=max_action_tokens, max_total_tokens=max_total_tokens,
+                        stop_after_failed_turn=stop_after_failed_turn)
     with torch.no_grad():
         trajs = rollout(model, tok, env, tasks, cfg, fmt=fmt, prefill=FORCED_PREFIX[fmt] if prefix is None else prefix,
                         progress=progress)
@@ -256,6 +259,8 @@ def evaluate_checkpoint(source,                       # run dir | checkpoint dir
                         results_path=None,            # sidecar file (default: eval_tasks.jsonl next to the log / in the run)
                         policy=None,                  # (model, tokenizer) already loaded, instead of loading `source`
                         rollout_cfg: RolloutConfig | None = None,  # limits (default: the run's rollout config)
+                        stop_after_failed_turn: bool = True,  # end a greedy episode at its first failed turn: the task has
+                                                              # failed, so accuracy is the same, in less time
                        ) -> pl.DataFrame:
     "Greedy accuracy of `source` per category, `avg` and `all`, in each mode (any of ALL_MODES); Wilson 95% intervals; resumable."
     src = resolve_source(source, env_cfg)
@@ -264,7 +269,8 @@ def evaluate_checkpoint(source,                       # run dir | checkpoint dir
         if results_path is None:
             if rlog is not None: results_path = Path(rlog.path).parent / "eval_tasks.jsonl"
             elif src.run_dir is not None: results_path = src.run_dir / "eval_tasks.jsonl"
-        rcfg = dataclasses.replace(rollout_cfg or src.rollout, group_size=1, greedy=True, max_action_tokens=max_action_tokens)
+        rcfg = dataclasses.replace(rollout_cfg or src.rollout, group_size=1, greedy=True, max_action_tokens=max_action_tokens,
+                                   stop_after_failed_turn=stop_after_failed_turn)
         cached = read_task_results(results_path) if resume else []
         model = tok = None
         if policy is not None: model, tok = policy
@@ -301,7 +307,7 @@ def evaluate_checkpoint(source,                       # run dir | checkpoint dir
                 tick = lambda n_done: bar.update(base + n_done - bar.n)   # the bar moves as episodes end, not per batch
                 if mode == "forced_prefix":
                     eps = forced_prefix_episodes(model, tok, env, batch, fmt, max_action_tokens, rcfg.max_total_tokens,
-                                                progress=tick)
+                                                progress=tick, stop_after_failed_turn=stop_after_failed_turn)
                 else:
                     with torch.no_grad():
                         eps = [(t.task, t.score, t.actions) for t in rollout(model, tok, env, batch, rcfg, fmt=fmt, progress=tick)]

@@ -40,6 +40,8 @@ class RolloutConfig:
                                    # (a copy, dynamically quantised): a real sampler/trainer mismatch (grpo.rollout_correction)
     packed_linears: bool = False   # CPU, fp32: decode with oneDNN-prepacked Linear weights (1.3-1.4x per decode step;
                                    # logits differ from the trainer's by float rounding, ~1e-5 relative)
+    stop_after_failed_turn: bool = False  # evaluation: end an episode when a closed turn fails its check (the task has
+                                   # failed then, so pass/fail is unchanged; the turns not played are not run)
 
     def __post_init__(self):
         check(self.sampler_precision in ("fp32", "bf16", "int8"), "rollout.sampler_precision",
@@ -84,7 +86,7 @@ class Trajectory:
     actions: list[ActionRecord]
     messages: list[dict]           # the chat: system, user, then assistant and observation messages
     score: Score
-    end: str = ""                  # why it stopped: the env's last kind ("end", "limit") or "max_total_tokens"
+    end: str = ""                  # why it stopped: the env's last kind ("end", "limit"), "max_total_tokens" or "failed_turn"
 
     @property
     def reward(self) -> float: return self.score.reward
@@ -344,6 +346,8 @@ def _step_envs(rows, live, tokenizer, cfg, im_end, encode):
         r.messages = history + list(obs.messages)
         if obs.kind == "next_turn": r.turn += 1
         r.first = obs.kind == "next_turn"
+        if r.first and cfg.stop_after_failed_turn and any(p is False for p in r.ep.score().turn_passed[:r.turn]):
+            r.done, r.end = True, "failed_turn"; continue
         if obs.done: r.done, r.end = True, obs.kind; continue
         obs_ids = encode(observation_text(history, obs.messages))[-cfg.max_obs_tokens:]  # left-truncate
         if len(r.ids) + len(obs_ids) + 2 > cfg.max_total_tokens: r.done, r.end = True, "max_total_tokens"; continue
@@ -399,7 +403,14 @@ def rollout(model,                      # causal LM (HF or peft); sampled in eva
     if callable(progress): progress(len(rows))   # rows stopped by the total budget end without another round
     model.train(was_training)
     return [Trajectory(r.task, r.group, r.rollout, "policy", pl, r.ids, r.loss_mask, r.logps, r.actions, r.messages,
-                       r.ep.score(), r.end) for r, pl in zip(rows, prompt_lens)]
+                       _final_score(r), r.end) for r, pl in zip(rows, prompt_lens)]
+
+def _final_score(r: _Row) -> Score:
+    "The env's verdict; an episode stopped after a failed turn reports that turn's error, not the turns it did not play."
+    s = r.ep.score()
+    if r.end == "failed_turn":
+        s.error_type = s.details["turn_errors"][s.first_failed_turn]; s.details["stopped_after_failed_turn"] = True
+    return s
 
 # %% ../nbs/06_rollout.ipynb #20ab19e1
 def collate(trajs: list[Trajectory],  # trajectories (any producer)
