@@ -181,3 +181,13 @@ def test_findings_todo_lists_the_runs_to_go():
     shown = set(todo.filter((todo["seeds_todo"].list.len() > 0) | (todo["seeds_lacking_modes"].list.len() > 0)).select("section", "arm").iter_rows())
     for section, arm in todo.select("section", "arm").iter_rows():   # a row per arm with work left, none for the others
         assert (f"| {section} | {arm} |" in p.stdout) == ((section, arm) in shown), (section, arm)
+
+
+def test_restore_run_at_once_from_several_threads(tmp_path):
+    "Notebooks run in parallel (CI) restore the same committed run at once: each gets the whole run, nothing is left aside."
+    from concurrent.futures import ThreadPoolExecutor
+    run = fd.load_results()[0]["dir"]
+    dest = tmp_path / "restored" / run.name
+    with ThreadPoolExecutor(4) as ex: outs = list(ex.map(lambda _: fd.restore_run(run, dest), range(8)))
+    assert outs == [dest] * 8 and (dest / "config.yaml").exists() and (dest / "log.duckdb").exists()
+    assert not [p for p in dest.parent.iterdir() if "partial" in p.name]

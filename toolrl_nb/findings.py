@@ -4,7 +4,7 @@
 
 # %% ../nbs/18_findings.ipynb #4469834d
 from __future__ import annotations
-import contextlib, json, math, multiprocessing, os, re, shutil, tempfile, time
+import contextlib, json, math, multiprocessing, os, re, shutil, tempfile, threading, time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -323,9 +323,10 @@ def restore_run(result_dir,          # an exported run (see `export_run`)
     dest = Path(dest); log = dest / "log.duckdb"
     newest = max(f.stat().st_mtime for f in src.rglob("*") if f.is_file())
     if log.exists() and log.stat().st_mtime >= newest: return dest
-    part = dest.with_name(dest.name + ".partial")   # built aside, then renamed: a failed restore leaves no stale copy
-    for d in (dest, part):
-        if d.exists(): shutil.rmtree(d)
+    # built aside, then renamed: a failed restore leaves no stale copy; one aside per process and thread, since
+    # notebooks run in parallel (CI) restore the same runs at once
+    part = dest.with_name(f"{dest.name}.partial-{os.getpid()}-{threading.get_ident()}")
+    if part.exists(): shutil.rmtree(part)
     with RunLog(part / "log.duckdb") as lg:          # the current schema, then each exported table by column name
         for f in sorted((src / "log").glob("*.parquet")):
             new = " WHERE key NOT IN (SELECT key FROM meta)" if f.stem == "meta" else ""   # the schema version is the file's own
@@ -333,7 +334,10 @@ def restore_run(result_dir,          # an exported run (see `export_run`)
         lg._exec("CHECKPOINT")
     for name in ("config.yaml", "eval_tasks.jsonl"):
         if (src / name).exists(): shutil.copy(src / name, part / name)
-    part.rename(dest)
+    try: part.rename(dest)
+    except OSError:   # dest exists: another process's fresh copy (kept: the same content) or a stale one (replaced)
+        if log.exists() and log.stat().st_mtime >= newest: shutil.rmtree(part)
+        else: shutil.rmtree(dest); part.rename(dest)
     return dest
 
 def open_results(runs: list[dict]):
