@@ -41,7 +41,8 @@ class RolloutConfig:
     packed_linears: bool = False   # CPU, fp32: decode with oneDNN-prepacked Linear weights (1.3-1.4x per decode step;
                                    # logits differ from the trainer's by float rounding, ~1e-5 relative)
     stop_after_failed_turn: bool = False  # evaluation: end an episode when a closed turn fails its check (the task has
-                                   # failed then, so pass/fail is unchanged; the turns not played are not run)
+                                   # failed then, so pass/fail is unchanged; the turns not played are not run,
+                                   # and a partial reward counts them as failed)
 
     def __post_init__(self):
         check(self.sampler_precision in ("fp32", "bf16", "int8"), "rollout.sampler_precision",
