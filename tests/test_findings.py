@@ -6,7 +6,7 @@ back into the findings table. The last test reads the logs committed in data/res
 import json, subprocess, sys
 from pathlib import Path
 
-import yaml
+import duckdb, yaml
 
 from toolrl_nb import findings as fd
 from toolrl_nb.config import from_dict
@@ -134,7 +134,10 @@ def test_a_missing_warmup_is_trained_from_the_recipe(tmp_path):
     assert fd.run_findings({"reference": None}, path=path, progress=False) == [tmp_path / "data/results/findings/reference"]
     ck = pinned_checkpoint(tmp_path / "runs" / "warm"); spec = fd.campaign(path)
     assert ck is not None and fd.ensure_warmup(spec, progress=False) == ck                # trained once, then found
-    assert yaml.safe_load((ck.parent.parent / "config.yaml").read_text())["steps"] == 0   # no RL steps, no evaluation
+    assert yaml.safe_load((ck.parent.parent / "config.yaml").read_text())["steps"] == 0   # no RL steps
+    with duckdb.connect(str(ck.parent.parent / "log.duckdb"), read_only=True) as db:      # and no evaluation of the test split
+        assert not db.sql("select * from information_schema.tables where table_name = 'evaluations'").fetchall() \
+            or db.sql("select count(*) from evaluations").fetchall() == [(0,)]
     full = Trainer(from_dict(TrainConfig, dict(TINY, warmup_tasks=2, run_dir=str(tmp_path / "full")))); full.run(); full.log.close()
     a, b = torch.load(ck / "weights.pt"), torch.load(pinned_checkpoint(tmp_path / "full") / "weights.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)              # = the warm-up of a full run

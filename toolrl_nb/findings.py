@@ -128,11 +128,11 @@ def ensure_warmup(spec: dict, section: str | None = None, progress: bool = True,
                 raise FileNotFoundError(f"{key}: {warm} is a run without a pinned warm-up checkpoint (an interrupted warm-up?): "
                                         f"remove it to train the warm-up again, or point `{key}` at another run")
             data = yaml.safe_load((spec["repo"] / spec["base"]).read_text())
-            for k, v in {"run_dir": str(warm), "steps": 0, "eval.n_tasks": 0, **sets}.items(): _set(data, k, v)
+            for k, v in {"run_dir": str(warm), "steps": 0, **sets}.items(): _set(data, k, v)
             cfg = from_dict(TrainConfig, data)
             if not cfg.warmup_tasks: raise ConfigError(f"{key}: base {spec['base']} has no SFT warm-up (warmup_tasks: 0) to train it with")
             if progress: print(f"{key}: {warm} has no warm-up checkpoint: training it ({cfg.warmup_tasks} gold conversations, SFT only)")
-            with Trainer(cfg, progress=progress) as tr: tr.run()
+            with Trainer(cfg, progress=progress) as tr: tr.warmup()   # not run(): its final evaluation (every test task) is not wanted
     return ck
 
 WARMUP_TOL = 1e-3   # nats/token: a retrained warm-up differs by round-off (4.5e-5 seen), another warm-up by tenths
